@@ -1,0 +1,2 @@
+//! Code shared by the supervisor, the app and the probe.
+pub mod duration;
