@@ -1,0 +1,60 @@
+//! Process-wide logging: one event per line on stderr, as text or JSON.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{env_var, ConfigError};
+
+/// How log lines are written, from `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` (`text` or `json`, default `text`).
+    pub fn from_env() -> Result<LogFormat, ConfigError> {
+        match env_var("LOG_FORMAT")?.as_deref() {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => Err(ConfigError::new(
+                "LOG_FORMAT",
+                format!("expected text or json, got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Reads the `RUST_LOG` filter (default `info`), rejecting directives that do not parse.
+pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
+    let directives = env_var("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
+    EnvFilter::builder().parse(&directives).map_err(|err| {
+        ConfigError::new("RUST_LOG", format!("invalid filter {directives:?}: {err}"))
+    })
+}
+
+/// Installs the global subscriber: `LOG_FORMAT=text|json` (default text), `RUST_LOG` filter (default `info`),
+/// one event per line on stderr. Malformed settings are a [`ConfigError`] naming the variable. Calling it again
+/// once a subscriber is installed is harmless and keeps the first one.
+pub fn init() -> Result<(), ConfigError> {
+    let format = LogFormat::from_env()?;
+    let filter = filter_from_env()?;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    // A second call finds a subscriber already installed; keeping the first one is the intended outcome.
+    let _already_installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    Ok(())
+}
