@@ -1,1 +1,43 @@
-//! Test harness shared by the workspace's integration tests.
+//! Test harness shared by the workspace's integration tests: throwaway PostgreSQL clusters, free ports,
+//! workspace binaries, bounded polling and a throwaway certificate authority.
+
+mod cluster;
+mod fs;
+mod pki;
+mod wait;
+
+pub use cluster::PgCluster;
+pub use fs::TempDir;
+pub use pki::TestPki;
+pub use wait::wait_for;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it; another process may still take it).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("binding 127.0.0.1:0 to find a free port")
+        .port()
+}
+
+/// Path of a workspace binary in the same profile directory as the running test executable
+/// (target/debug/NAME for target/debug/deps/TEST-HASH). Panics if it has not been built.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("locating the test executable");
+    let mut dir = exe
+        .parent()
+        .expect("test executable has a parent directory")
+        .to_path_buf();
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "binary {name:?} not found at {}: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,118 @@
+use std::net::TcpStream;
+use std::time::Duration;
+
+use testkit::{wait_for, PgCluster};
+
+#[test]
+fn cluster_starts_answers_and_is_removed_on_drop() {
+    let cluster = PgCluster::start();
+    let data_dir = cluster.data_dir().to_path_buf();
+    assert!(data_dir.join("PG_VERSION").is_file());
+    assert_eq!(cluster.psql("postgres", "SELECT 1 + 1"), "2");
+    assert_eq!(cluster.psql("postgres", "SHOW fsync"), "off");
+
+    let db = cluster.create_database();
+    assert_eq!(cluster.psql(&db, "SELECT current_database()"), db);
+    assert_ne!(cluster.create_database(), db, "database names are unique");
+
+    let url = cluster.url(&db);
+    assert_eq!(
+        url,
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}?sslmode=disable",
+            cluster.password(),
+            cluster.port()
+        )
+    );
+    assert!(cluster.password().len() >= 32);
+
+    let port = cluster.port();
+    drop(cluster);
+    assert!(
+        !data_dir.exists(),
+        "{} still exists after drop",
+        data_dir.display()
+    );
+    assert!(
+        !data_dir.parent().unwrap().exists(),
+        "the cluster's temp dir is removed"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens on {port} after drop"
+    );
+}
+
+#[test]
+fn stop_and_restart_keep_port_and_data() {
+    let cluster = PgCluster::start();
+    let db = cluster.create_database();
+    cluster.psql(
+        &db,
+        "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)",
+    );
+
+    cluster.stop();
+    wait_for("the port to be closed", Duration::from_secs(5), || {
+        TcpStream::connect(("127.0.0.1", cluster.port()))
+            .is_err()
+            .then_some(())
+    });
+
+    cluster.restart();
+    assert_eq!(cluster.psql(&db, "SELECT v FROM kept"), "42");
+}
+
+#[test]
+fn settings_reach_the_server_and_bad_sql_panics_with_the_error() {
+    let cluster = PgCluster::start_with(&[("work_mem", "7MB")]);
+    assert_eq!(cluster.psql("postgres", "SHOW work_mem"), "7MB");
+    let err = std::panic::catch_unwind(|| cluster.psql("postgres", "SELEC 1")).unwrap_err();
+    let message = err.downcast_ref::<String>().unwrap();
+    assert!(message.contains("syntax error"), "{message}");
+}
+
+#[test]
+fn wait_for_returns_the_value_or_panics_naming_what() {
+    let mut calls = 0;
+    let value = wait_for("three calls", Duration::from_secs(5), || {
+        calls += 1;
+        (calls == 3).then_some(calls)
+    });
+    assert_eq!(value, 3);
+
+    let err =
+        std::panic::catch_unwind(|| wait_for::<()>("never", Duration::from_millis(50), || None))
+            .unwrap_err();
+    let message = err.downcast_ref::<String>().unwrap();
+    assert!(message.contains("waiting for never"), "{message}");
+}
+
+#[test]
+fn free_ports_are_bindable() {
+    let port = testkit::free_port();
+    assert_ne!(port, 0);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+}
+
+#[test]
+fn bin_path_panics_clearly_for_a_missing_binary() {
+    let err = std::panic::catch_unwind(|| testkit::bin_path("no-such-binary")).unwrap_err();
+    let message = err.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("run `cargo build --workspace` first"),
+        "{message}"
+    );
+}
+
+#[test]
+fn pki_makes_a_server_certificate_postgres_accepts() {
+    let pki = testkit::TestPki::generate();
+    let settings = pki.server_settings();
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = PgCluster::start_with(&settings);
+    assert_eq!(cluster.psql("postgres", "SHOW ssl"), "on");
+    let dir = pki.dir().to_path_buf();
+    drop(pki);
+    assert!(!dir.exists());
+}
