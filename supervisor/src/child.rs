@@ -1,0 +1,117 @@
+//! Starting the child and collecting exited processes.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::exit::Exit;
+
+/// How a process ended, as an exit code: its own status, or 128 + N when signal N killed it.
+pub fn status_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(crate::signals::exit_code(signal)),
+        _ => None,
+    }
+}
+
+/// Starts `command` as the leader of a new process group, with every signal at its default disposition and an
+/// empty signal mask, whatever the supervisor itself blocks or ignores.
+pub fn spawn(command: &[OsString]) -> Result<Pid, Exit> {
+    let (program, args) = command.split_first().expect("the command is never empty");
+    let mut cmd = Command::new(program);
+    cmd.args(args).process_group(0);
+    // SAFETY: between fork and exec only async-signal-safe calls are made (sigaction, sigprocmask).
+    unsafe {
+        cmd.pre_exec(reset_signals);
+    }
+    match cmd.spawn() {
+        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+        Err(err) => Err(spawn_error(program, &err)),
+    }
+}
+
+fn spawn_error(program: &OsString, err: &io::Error) -> Exit {
+    let program = program.to_string_lossy();
+    match err.kind() {
+        io::ErrorKind::NotFound => Exit::CommandNotFound(format!(
+            "{program}: command not found (give an existing program after --)"
+        )),
+        io::ErrorKind::PermissionDenied => Exit::CommandNotExecutable(format!(
+            "{program}: permission denied (make it executable, or check the user it runs as)"
+        )),
+        _ => Exit::CommandNotExecutable(format!("{program}: cannot execute: {err}")),
+    }
+}
+
+/// Runs in the forked child just before exec: signals caught by the parent are reset by exec, but ignored ones
+/// and the mask would be inherited (as glibc's posix_spawn path can leave realtime signals ignored).
+fn reset_signals() -> io::Result<()> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signum in 1..=max_signal() {
+        let Ok(signal) = Signal::try_from(signum) else {
+            // Realtime signals have no `Signal` variant: reset them through libc directly.
+            unsafe { nix::libc::signal(signum, nix::libc::SIG_DFL) };
+            continue;
+        };
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no handler to be unsafe about.
+        unsafe { nix::sys::signal::sigaction(signal, &default) }?;
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+fn max_signal() -> i32 {
+    nix::libc::SIGRTMAX()
+}
+
+/// Sends `signal` to every process of the group led by `pgid`. Returns false when the group is gone.
+pub fn signal_group(pgid: Pid, signal: Signal) -> bool {
+    match kill(Pid::from_raw(-pgid.as_raw()), signal) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(err) => {
+            tracing::warn!(%err, pgid = pgid.as_raw(), %signal, "cannot signal the process group");
+            true
+        }
+    }
+}
+
+/// Whether any process of the group is left (zombies included, until they are reaped).
+pub fn group_alive(pgid: Pid) -> bool {
+    !matches!(kill(Pid::from_raw(-pgid.as_raw()), None), Err(Errno::ESRCH))
+}
+
+/// Collects every exited child, adopted orphans included, and returns the ones the caller may care about.
+pub fn reap() -> Vec<(Pid, WaitStatus)> {
+    let mut exited = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return exited,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    exited.push((pid, status));
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(err) => {
+                tracing::error!(%err, "waitpid failed");
+                return exited;
+            }
+        }
+    }
+}
+
+/// Makes the supervisor the reaper of orphans below it when it is not PID 1 (PID 1 is anyway).
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}

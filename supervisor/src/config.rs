@@ -1,0 +1,162 @@
+//! The supervisor's settings, read from the environment once at start-up. Anything malformed is an error that
+//! names the setting, never a silent default.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::config::{env_duration, env_var, ConfigError};
+use common::db::DbConfig;
+
+use crate::health::HealthConfig;
+
+/// What happens when the child exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Never,
+    /// Restart after a failure (non-zero exit or death by signal) at most `max` times.
+    OnFailure {
+        max: u32,
+    },
+}
+
+impl RestartPolicy {
+    pub const DEFAULT_MAX: u32 = 5;
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.split_once(':') {
+            None if value == "never" => Ok(RestartPolicy::Never),
+            None if value == "on-failure" => Ok(RestartPolicy::OnFailure {
+                max: Self::DEFAULT_MAX,
+            }),
+            Some(("on-failure", n)) => match n.parse::<u32>() {
+                Ok(max) if !n.starts_with('+') => Ok(RestartPolicy::OnFailure { max }),
+                _ => Err(format!(
+                    "'{n}' is not a restart count (a whole number, e.g. on-failure:3)"
+                )),
+            },
+            _ => Err("expected never, on-failure or on-failure:N".into()),
+        }
+    }
+
+    /// The delay before restart number `attempt` (1-based): 100 ms doubling, capped at 10 s.
+    pub fn backoff(attempt: u32) -> Duration {
+        let ms = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+        Duration::from_millis(ms.min(10_000))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: DbConfig,
+    pub health: HealthConfig,
+    pub stop_grace: Duration,
+    pub drain_delay: Duration,
+    pub restart: RestartPolicy,
+    pub db_wait: Duration,
+    /// Program and arguments of the child.
+    pub command: Vec<OsString>,
+}
+
+impl Config {
+    /// Reads every setting; `command` is the one given after `--`, empty for the default `app`.
+    pub fn from_env(command: Vec<OsString>) -> Result<Config, ConfigError> {
+        let child_is_app = command.is_empty();
+        let command = if child_is_app {
+            vec![default_app()?.into_os_string()]
+        } else {
+            command
+        };
+        Ok(Config {
+            db: DbConfig::from_env()?,
+            health: HealthConfig::from_env(child_is_app, app_port()?)?,
+            stop_grace: env_duration("STOP_GRACE", Duration::from_secs(8))?,
+            drain_delay: env_duration("DRAIN_DELAY", Duration::ZERO)?,
+            restart: match env_var("RESTART")? {
+                None => RestartPolicy::Never,
+                Some(value) => RestartPolicy::parse(&value)
+                    .map_err(|problem| ConfigError::new("RESTART", problem))?,
+            },
+            db_wait: env_duration("DB_WAIT", Duration::from_secs(60))?,
+            command,
+        })
+    }
+
+    /// The settings `supervisor migrate` needs.
+    pub fn migrate_from_env() -> Result<(DbConfig, Duration), ConfigError> {
+        Ok((
+            DbConfig::from_env()?,
+            env_duration("DB_WAIT", Duration::from_secs(60))?,
+        ))
+    }
+}
+
+/// The app's port, which the default child check talks to.
+pub fn app_port() -> Result<u16, ConfigError> {
+    match env_var("PORT")? {
+        None => Ok(3000),
+        Some(value) => match value.parse::<u16>() {
+            Ok(port) if port > 0 && !value.starts_with('+') => Ok(port),
+            _ => Err(ConfigError::new(
+                "PORT",
+                format!("'{value}' is not a TCP port (1-65535)"),
+            )),
+        },
+    }
+}
+
+/// The `app` binary installed next to the supervisor.
+fn default_app() -> Result<PathBuf, ConfigError> {
+    let exe = std::env::current_exe().map_err(|err| {
+        ConfigError::new(
+            "COMMAND",
+            format!("cannot locate the supervisor binary: {err}"),
+        )
+    })?;
+    Ok(exe.with_file_name("app"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(RestartPolicy::parse("never"), Ok(RestartPolicy::Never));
+        assert_eq!(
+            RestartPolicy::parse("on-failure"),
+            Ok(RestartPolicy::OnFailure { max: 5 })
+        );
+        assert_eq!(
+            RestartPolicy::parse("on-failure:0"),
+            Ok(RestartPolicy::OnFailure { max: 0 })
+        );
+        assert_eq!(
+            RestartPolicy::parse("on-failure:12"),
+            Ok(RestartPolicy::OnFailure { max: 12 })
+        );
+        for bad in [
+            "always",
+            "on-failure:",
+            "on-failure:-1",
+            "on-failure:+2",
+            "on-failure:x",
+            "Never",
+            "never:1",
+        ] {
+            assert!(RestartPolicy::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_10s() {
+        let delays: Vec<u64> = (1..=9)
+            .map(|n| RestartPolicy::backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        assert_eq!(RestartPolicy::backoff(1000), Duration::from_secs(10));
+    }
+}
