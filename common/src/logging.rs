@@ -27,9 +27,13 @@ impl LogFormat {
     }
 }
 
-/// Reads the `RUST_LOG` filter (default `info`), rejecting directives that do not parse.
+/// The filter when `RUST_LOG` is unset: `info`, less the migration runner's multi-line reports (the supervisor
+/// logs each applied migration itself) and PostgreSQL's NOTICE messages.
+pub const DEFAULT_FILTER: &str = "info,refinery_core=warn,tokio_postgres=warn";
+
+/// Reads the `RUST_LOG` filter (default [`DEFAULT_FILTER`]), rejecting directives that do not parse.
 pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
-    let directives = env_var("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
+    let directives = env_var("RUST_LOG")?.unwrap_or_else(|| DEFAULT_FILTER.to_owned());
     EnvFilter::builder().parse(&directives).map_err(|err| {
         ConfigError::new("RUST_LOG", format!("invalid filter {directives:?}: {err}"))
     })
