@@ -1,0 +1,315 @@
+//! The answers' bodies: the `application/health+json` document (IETF health-check draft) and the verbose
+//! text of `/livez` and `/readyz`.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::checks::{CheckName, Probe, Reason, Snapshot, Status, Verdict};
+
+pub const CONTENT_TYPE: &str = "application/health+json";
+
+#[derive(Serialize)]
+struct Document {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    #[serde(rename = "supervisor:state")]
+    supervisor: [Entry; 1],
+    #[serde(rename = "app:uptime")]
+    app: [Entry; 1],
+    #[serde(rename = "postgres:responseTime")]
+    postgres: [Entry; 1],
+    #[serde(rename = "migrations:version")]
+    migrations: [Entry; 1],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Observed {
+    Text(&'static str),
+    Number(f64),
+    Integer(i64),
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component_type: Option<&'static str>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_value: Option<Observed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_unit: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restarts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'static str>,
+    time: String,
+}
+
+/// RFC 3339 in UTC to the second, e.g. `2026-01-21T00:06:47Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let at = OffsetDateTime::from(at);
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The worst readiness status over the checks that are not excluded.
+pub fn overall(snapshot: &Snapshot, excluded: &[CheckName]) -> Status {
+    CheckName::ALL
+        .into_iter()
+        .filter(|c| !excluded.contains(c))
+        .map(|c| snapshot.verdict(c, Probe::Ready).status)
+        .max()
+        .unwrap_or(Status::Pass)
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+/// The `/health` document and its overall status. Without `details` it carries statuses and values only:
+/// no `output`, `version`, `pid` or `rssBytes`.
+pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -> (Status, String) {
+    let now = rfc3339(SystemTime::now());
+    let output = |verdict: Verdict| verdict.reason.filter(|_| details).map(Reason::as_str);
+
+    let verdict = snapshot.verdict(CheckName::Supervisor, Probe::Ready);
+    let supervisor = Entry {
+        status: verdict.status.as_str(),
+        observed_value: Some(Observed::Text(snapshot.phase.as_str())),
+        output: output(verdict),
+        time: now.clone(),
+        ..Entry::default()
+    };
+
+    let verdict = snapshot.verdict(CheckName::App, Probe::Ready);
+    let reading = snapshot.current_child_reading();
+    let app = Entry {
+        component_type: Some("component"),
+        status: verdict.status.as_str(),
+        observed_value: snapshot.child.map(|c| {
+            let uptime = snapshot.now.saturating_duration_since(c.started);
+            Observed::Number(round(uptime.as_secs_f64(), 1))
+        }),
+        observed_unit: snapshot.child.map(|_| "s"),
+        restarts: Some(snapshot.restarts),
+        pid: snapshot.child.map(|c| c.pid).filter(|_| details),
+        rss_bytes: reading.and_then(|r| r.rss_bytes).filter(|_| details),
+        output: output(verdict),
+        time: reading.map_or_else(|| now.clone(), |r| rfc3339(r.time)),
+        ..Entry::default()
+    };
+
+    let verdict = snapshot.verdict(CheckName::Postgres, Probe::Ready);
+    let latency = snapshot.postgres.and_then(|r| r.outcome.ok());
+    let postgres = Entry {
+        component_type: Some("datastore"),
+        status: verdict.status.as_str(),
+        observed_value: latency.map(|l| Observed::Number(round(l.as_secs_f64() * 1e3, 3))),
+        observed_unit: latency.map(|_| "ms"),
+        output: output(verdict),
+        time: snapshot
+            .postgres
+            .map_or_else(|| now.clone(), |r| rfc3339(r.time)),
+        ..Entry::default()
+    };
+
+    let migrations = match snapshot.migration_version {
+        Some(version) => Entry {
+            status: Status::Pass.as_str(),
+            observed_value: Some(Observed::Integer(version)),
+            time: now,
+            ..Entry::default()
+        },
+        None => Entry {
+            status: Status::Warn.as_str(),
+            output: Some(Reason::Starting.as_str()).filter(|_| details),
+            time: now,
+            ..Entry::default()
+        },
+    };
+
+    let status = overall(snapshot, excluded);
+    let document = Document {
+        status: status.as_str(),
+        version: Some(env!("CARGO_PKG_VERSION")).filter(|_| details),
+        checks: Checks {
+            supervisor: [supervisor],
+            app: [app],
+            postgres: [postgres],
+            migrations: [migrations],
+        },
+    };
+    let body = serde_json::to_string(&document).expect("the document serialises");
+    (status, body)
+}
+
+/// `/livez` or `/readyz` verbose text: one line per check, then the verdict. Failure reasons are shown
+/// only with `details`. Returns whether the probe passed.
+pub fn verbose_text(
+    snapshot: &Snapshot,
+    probe: Probe,
+    excluded: &[CheckName],
+    details: bool,
+) -> (bool, String) {
+    let (name, checks): (&str, &[CheckName]) = match probe {
+        Probe::Live => ("livez", &CheckName::LIVENESS),
+        Probe::Ready => ("readyz", &CheckName::ALL),
+    };
+    let mut text = String::with_capacity(160);
+    let mut passed = true;
+    for &check in checks {
+        let label = check.as_str();
+        if excluded.contains(&check) {
+            let _ = writeln!(text, "[+]{label} excluded: ok");
+            continue;
+        }
+        let verdict = snapshot.verdict(check, probe);
+        if verdict.passing() {
+            let _ = writeln!(text, "[+]{label} ok");
+        } else {
+            passed = false;
+            let reason = match verdict.reason {
+                Some(reason) if details => reason.as_str(),
+                _ => "reason withheld",
+            };
+            let _ = writeln!(text, "[-]{label} failed: {reason}");
+        }
+    }
+    let verdict = if passed { "passed" } else { "failed" };
+    let _ = writeln!(text, "{name} check {verdict}");
+    (passed, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{child, postgres};
+    use crate::state::{ChildInfo, Phase};
+    use std::time::{Duration, Instant};
+
+    fn running() -> Snapshot {
+        let now = Instant::now();
+        Snapshot {
+            now,
+            phase: Phase::Running,
+            child: Some(ChildInfo {
+                pid: 42,
+                started: now - Duration::from_millis(12_400),
+                started_at: SystemTime::now(),
+            }),
+            child_reading: Some(child::Reading {
+                pid: 42,
+                at: now,
+                time: SystemTime::now(),
+                outcome: Ok(()),
+                rss_bytes: Some(7_340_032),
+            }),
+            postgres: Some(postgres::Reading {
+                at: now,
+                time: SystemTime::now(),
+                outcome: Ok(Duration::from_micros(900)),
+            }),
+            restarts: 0,
+            migration_version: Some(3),
+        }
+    }
+
+    #[test]
+    fn the_document_has_the_drafts_shape() {
+        let (status, body) = health_json(&running(), &[], true);
+        assert_eq!(status, Status::Pass);
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["status"], "pass");
+        assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+        let checks = &doc["checks"];
+        assert_eq!(checks["supervisor:state"][0]["observedValue"], "running");
+        let app = &checks["app:uptime"][0];
+        assert_eq!(app["componentType"], "component");
+        assert_eq!(app["observedValue"], 12.4);
+        assert_eq!(app["observedUnit"], "s");
+        assert_eq!(app["restarts"], 0);
+        assert_eq!(app["pid"], 42);
+        assert_eq!(app["rssBytes"], 7_340_032);
+        let pg = &checks["postgres:responseTime"][0];
+        assert_eq!(pg["componentType"], "datastore");
+        assert_eq!(pg["observedValue"], 0.9);
+        assert_eq!(pg["observedUnit"], "ms");
+        assert_eq!(checks["migrations:version"][0]["observedValue"], 3);
+        assert!(!body.contains("output"), "{body}");
+        // Key order as the contract shows it.
+        let order = [
+            "supervisor:state",
+            "app:uptime",
+            "postgres:responseTime",
+            "migrations:version",
+        ];
+        let positions: Vec<usize> = order.iter().map(|k| body.find(k).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{body}");
+        let time = pg["time"].as_str().unwrap();
+        assert!(time.ends_with('Z') && time.len() == 20, "{time}");
+    }
+
+    #[test]
+    fn without_details_only_statuses_remain() {
+        let mut s = running();
+        s.postgres.as_mut().unwrap().outcome = Err(Reason::ConnectionRefused);
+        let (status, body) = health_json(&s, &[], false);
+        assert_eq!(status, Status::Fail);
+        for hidden in [
+            r#""output""#,
+            r#""version""#,
+            r#""pid""#,
+            r#""rssBytes""#,
+            "connection refused",
+        ] {
+            assert!(!body.contains(hidden), "{hidden} in {body}");
+        }
+        let (_, body) = health_json(&s, &[], true);
+        assert!(body.contains(r#""output":"connection refused""#), "{body}");
+        let (status, _) = health_json(&s, &[CheckName::Postgres], true);
+        assert_eq!(status, Status::Pass);
+    }
+
+    #[test]
+    fn verbose_text_matches_the_contract() {
+        let mut s = running();
+        let (passed, text) = verbose_text(&s, Probe::Ready, &[], false);
+        assert!(passed);
+        assert_eq!(
+            text,
+            "[+]supervisor ok\n[+]app ok\n[+]postgres ok\nreadyz check passed\n"
+        );
+        s.postgres.as_mut().unwrap().outcome = Err(Reason::Timeout);
+        let (passed, text) = verbose_text(&s, Probe::Ready, &[], false);
+        assert!(!passed);
+        assert_eq!(
+            text,
+            "[+]supervisor ok\n[+]app ok\n[-]postgres failed: reason withheld\nreadyz check failed\n"
+        );
+        let (_, text) = verbose_text(&s, Probe::Ready, &[], true);
+        assert!(text.contains("[-]postgres failed: timeout\n"), "{text}");
+        let (passed, text) = verbose_text(&s, Probe::Ready, &[CheckName::Postgres], false);
+        assert!(passed);
+        assert!(text.contains("[+]postgres excluded: ok\n"), "{text}");
+        let (passed, text) = verbose_text(&s, Probe::Live, &[], false);
+        assert!(passed);
+        assert_eq!(text, "[+]supervisor ok\n[+]app ok\nlivez check passed\n");
+    }
+}

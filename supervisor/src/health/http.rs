@@ -1,0 +1,311 @@
+//! The HTTP side: binding, the accept loop, routing, query parameters and who sees details.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::checks::{CheckName, Probe, Snapshot, Status};
+use super::config::Details;
+use super::{document, metrics, Shared};
+
+/// Connections served at once; more wait in the kernel's backlog. Bounds memory under a flood.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const TEXT: &str = "text/plain; charset=utf-8";
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(error = %err, "health listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let response = respond(&shared, peer.ip(), &request);
+                std::future::ready(Ok::<_, Infallible>(response))
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(err) = served {
+                tracing::debug!(%peer, error = %err, "health connection ended");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Whether a caller at `peer` may see failure reasons, the version, the child's pid and memory.
+pub fn shows_details(details: Details, peer: IpAddr) -> bool {
+    match details {
+        Details::Always => true,
+        Details::Never => false,
+        Details::Auto => match peer {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        },
+    }
+}
+
+enum Route<'a> {
+    Livez,
+    Readyz,
+    ReadyzCheck(&'a str),
+    Health,
+    Metrics,
+}
+
+impl Route<'_> {
+    /// The path as a metrics label: a fixed set.
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Livez => "/livez",
+            Route::Readyz => "/readyz",
+            Route::ReadyzCheck(_) => "/readyz/<check>",
+            Route::Health => "/health",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    match path {
+        "/livez" => Some(Route::Livez),
+        "/readyz" => Some(Route::Readyz),
+        "/health" => Some(Route::Health),
+        "/metrics" => Some(Route::Metrics),
+        _ => path.strip_prefix("/readyz/").map(Route::ReadyzCheck),
+    }
+}
+
+/// `?verbose` and `?exclude=<check>` (repeatable).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    pub verbose: bool,
+    pub excluded: Vec<CheckName>,
+}
+
+/// A caller's text for an error message, cut short.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+pub fn parse_query(query: Option<&str>) -> Result<Query, String> {
+    let mut parsed = Query::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = (clip(key), clip(value));
+        match key {
+            "verbose" => match value {
+                "" | "1" | "true" => parsed.verbose = true,
+                "0" | "false" => parsed.verbose = false,
+                _ => {
+                    return Err(format!(
+                        "verbose={value:?}: expected no value, 1, true, 0 or false"
+                    ))
+                }
+            },
+            "exclude" => {
+                let check = CheckName::parse(value).ok_or_else(|| {
+                    format!(
+                        "exclude={value:?}: unknown check; checks are supervisor, app, postgres"
+                    )
+                })?;
+                if !parsed.excluded.contains(&check) {
+                    parsed.excluded.push(check);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {key:?}; expected verbose or exclude=<check>"
+                ))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn verdict_code(passed: bool) -> StatusCode {
+    if passed {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Answers one request from the latest readings; never waits.
+pub fn respond<B>(shared: &Shared, peer: IpAddr, request: &Request<B>) -> Response<Full<Bytes>> {
+    let Some(route) = route(request.uri().path()) else {
+        let response = reply(StatusCode::NOT_FOUND, TEXT, "not found\n");
+        shared.metrics.record_request("other", 404);
+        return response;
+    };
+    let response = answer(shared, peer, request, &route);
+    shared
+        .metrics
+        .record_request(route.label(), response.status().as_u16());
+    response
+}
+
+fn answer<B>(
+    shared: &Shared,
+    peer: IpAddr,
+    request: &Request<B>,
+    route: &Route<'_>,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "method not allowed: use GET or HEAD\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let query = match parse_query(request.uri().query()) {
+        Ok(query) => query,
+        Err(problem) => return reply(StatusCode::BAD_REQUEST, TEXT, format!("{problem}\n")),
+    };
+    let details = shows_details(shared.details, peer);
+    let snapshot = Snapshot::take(shared);
+    match route {
+        Route::Livez | Route::Readyz => {
+            let probe = match route {
+                Route::Livez => Probe::Live,
+                _ => Probe::Ready,
+            };
+            let (passed, text) = document::verbose_text(&snapshot, probe, &query.excluded, details);
+            let body = if passed && !query.verbose {
+                Bytes::from_static(b"ok")
+            } else {
+                Bytes::from(text)
+            };
+            reply(verdict_code(passed), TEXT, body)
+        }
+        Route::ReadyzCheck(name) => match CheckName::parse(name) {
+            None => reply(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "unknown check; checks are supervisor, app, postgres\n",
+            ),
+            Some(check) => {
+                let passed = snapshot.verdict(check, Probe::Ready).passing();
+                let body: &'static str = if passed { "ok" } else { "failed" };
+                reply(verdict_code(passed), TEXT, body)
+            }
+        },
+        Route::Health => {
+            let (status, body) = document::health_json(&snapshot, &query.excluded, details);
+            reply(
+                verdict_code(status != Status::Fail),
+                document::CONTENT_TYPE,
+                body,
+            )
+        }
+        Route::Metrics => reply(
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            shared.metrics.render(&snapshot),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_follow_the_setting_and_the_caller() {
+        let loopback: [IpAddr; 3] = [
+            "127.0.0.1".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "::ffff:127.0.0.1".parse().unwrap(),
+        ];
+        let remote: [IpAddr; 3] = [
+            "192.0.2.7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            "::ffff:10.0.0.1".parse().unwrap(),
+        ];
+        for ip in loopback {
+            assert!(shows_details(Details::Auto, ip), "{ip}");
+            assert!(!shows_details(Details::Never, ip), "{ip}");
+        }
+        for ip in remote {
+            assert!(!shows_details(Details::Auto, ip), "{ip}");
+            assert!(shows_details(Details::Always, ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn queries_parse_or_say_why_not() {
+        assert_eq!(parse_query(None), Ok(Query::default()));
+        let q = parse_query(Some(
+            "verbose&exclude=postgres&exclude=app&exclude=postgres",
+        ))
+        .unwrap();
+        assert!(q.verbose);
+        assert_eq!(q.excluded, vec![CheckName::Postgres, CheckName::App]);
+        assert!(parse_query(Some("verbose=1")).unwrap().verbose);
+        assert!(!parse_query(Some("verbose=false")).unwrap().verbose);
+        let err = parse_query(Some("exclude=redis")).unwrap_err();
+        assert!(
+            err.contains("redis") && err.contains("unknown check"),
+            "{err}"
+        );
+        let err = parse_query(Some("verbose=maybe")).unwrap_err();
+        assert!(err.contains("verbose"), "{err}");
+        let err = parse_query(Some("foo=1")).unwrap_err();
+        assert!(err.contains("unknown query parameter \"foo\""), "{err}");
+    }
+}

@@ -1,0 +1,166 @@
+//! The PostgreSQL refresher: one task, one dedicated connection, one `SELECT 1` at a time.
+//!
+//! Every [`REFRESH_EVERY`] it runs the query with a [`DEADLINE`] and stores a [`Reading`]; requests only
+//! read the latest one, so no request rate can add database work. After a failure the connection is
+//! dropped and re-opened with a short backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::db::{DbConfig, DbError};
+use tokio::time::{sleep, timeout};
+
+use super::checks::{CheckName, Reason, Status, POSTGRES_WARN_OVER};
+use super::Shared;
+
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+pub const DEADLINE: Duration = Duration::from_millis(800);
+/// First pause after a failure; it doubles up to [`REFRESH_EVERY`].
+const BACKOFF_START: Duration = Duration::from_millis(250);
+
+/// The latest check: the query's round trip, or why it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub at: Instant,
+    pub time: SystemTime,
+    pub outcome: Result<Duration, Reason>,
+}
+
+struct Failure {
+    reason: Reason,
+    detail: String,
+}
+
+impl From<DbError> for Failure {
+    fn from(err: DbError) -> Self {
+        Failure {
+            reason: err.cause().into(),
+            detail: err.to_string(),
+        }
+    }
+}
+
+pub async fn refresh(db: DbConfig, shared: Arc<Shared>) {
+    let target = db.describe();
+    let mut client = None;
+    let mut failures: u32 = 0;
+    let mut last_logged: Option<(Status, Option<Reason>)> = None;
+    loop {
+        let began = Instant::now();
+        let result = check(&db, &mut client).await;
+        let outcome = result.as_ref().copied().map_err(|f| f.reason);
+        shared.metrics.record_check(
+            CheckName::Postgres,
+            outcome.is_ok(),
+            outcome.unwrap_or_else(|_| began.elapsed()),
+        );
+        shared.set_postgres_reading(Reading {
+            at: Instant::now(),
+            time: SystemTime::now(),
+            outcome,
+        });
+        let state = match &result {
+            Ok(latency) if *latency > POSTGRES_WARN_OVER => (Status::Warn, None),
+            Ok(_) => (Status::Pass, None),
+            Err(f) => (Status::Fail, Some(f.reason)),
+        };
+        if last_logged != Some(state) {
+            match &result {
+                Ok(latency) if state.0 == Status::Warn => tracing::warn!(
+                    database = %target,
+                    latency_ms = latency.as_secs_f64() * 1e3,
+                    "database health check slow"
+                ),
+                Ok(latency) => tracing::info!(
+                    database = %target,
+                    latency_ms = latency.as_secs_f64() * 1e3,
+                    "database health check passing"
+                ),
+                Err(f) => tracing::warn!(
+                    database = %target,
+                    reason = f.reason.as_str(),
+                    error = %f.detail,
+                    "database health check failing"
+                ),
+            }
+            last_logged = Some(state);
+        }
+        let pause = match result {
+            Ok(_) => {
+                failures = 0;
+                REFRESH_EVERY.saturating_sub(began.elapsed())
+            }
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                backoff(failures)
+            }
+        };
+        sleep(pause).await;
+    }
+}
+
+/// The pause after the `failures`-th failure in a row.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(8);
+    (BACKOFF_START * 2u32.pow(doublings)).min(REFRESH_EVERY)
+}
+
+/// The dedicated connection. Its I/O task is aborted on drop, which closes the socket even while a query
+/// is still waiting for a server that stopped answering (the client alone would leave it open).
+struct Connection {
+    client: tokio_postgres::Client,
+    io: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.io.abort();
+    }
+}
+
+async fn connect(db: &DbConfig) -> Result<Connection, DbError> {
+    let (client, connection) = timeout(DEADLINE, db.pg_config().connect(db.tls()))
+        .await
+        .map_err(|_| DbError::Timeout(DEADLINE))??;
+    let target = db.describe();
+    let io = tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(database = %target, error = %err, "health connection ended");
+        }
+    });
+    Ok(Connection { client, io })
+}
+
+/// Connects when there is no usable connection, then times `SELECT 1`. Any failure drops the connection:
+/// after a timeout its state is unknown.
+async fn check(db: &DbConfig, slot: &mut Option<Connection>) -> Result<Duration, Failure> {
+    let connection = match slot.take() {
+        Some(c) if !c.client.is_closed() => c,
+        _ => connect(db).await?,
+    };
+    let began = Instant::now();
+    // A constant simple query: one round trip, nothing prepared.
+    match timeout(DEADLINE, connection.client.simple_query("SELECT 1")).await {
+        Ok(Ok(_)) => {
+            let latency = began.elapsed();
+            *slot = Some(connection);
+            Ok(latency)
+        }
+        Ok(Err(err)) => Err(DbError::Postgres(err).into()),
+        Err(_) => Err(DbError::Timeout(DEADLINE).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_refresh_period() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(3), Duration::from_secs(1));
+        assert_eq!(backoff(4), REFRESH_EVERY);
+        assert_eq!(backoff(u32::MAX), REFRESH_EVERY);
+    }
+}
