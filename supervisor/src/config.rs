@@ -61,8 +61,10 @@ pub struct Config {
 impl Config {
     /// Reads every setting; `command` is the one given after `--`, empty for the default `app`.
     pub fn from_env(command: Vec<OsString>) -> Result<Config, ConfigError> {
-        let child_is_app = command.is_empty();
-        let command = if child_is_app {
+        let child_is_app = command.first().is_none_or(|program| {
+            std::path::Path::new(program).file_name() == Some(std::ffi::OsStr::new("app"))
+        });
+        let command = if command.is_empty() {
             vec![default_app()?.into_os_string()]
         } else {
             command

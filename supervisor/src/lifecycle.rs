@@ -124,12 +124,7 @@ impl Supervisor {
                 .flatten()
                 .min();
             tokio::select! {
-                received = self.signals.recv() => {
-                    let Some(signal) = received else {
-                        // The signal thread is gone: nothing more can arrive, keep waiting on the timers.
-                        std::future::pending::<()>().await;
-                        continue;
-                    };
+                Some(signal) = self.signals.recv() => {
                     match signal {
                         Signal::SIGCHLD => {
                             for (pid, status) in child::reap() {
@@ -182,6 +177,13 @@ impl Supervisor {
                         child::signal_group(pgid, Signal::SIGKILL);
                         kill_at = None;
                     }
+                }
+                else => {
+                    // No signal can arrive any more (the signal thread failed) and no timer is due: without
+                    // SIGCHLD the child cannot be waited for, so stop it and leave.
+                    tracing::error!("signal handling is gone: killing the child's process group");
+                    child::signal_group(pgid, Signal::SIGKILL);
+                    return Ended { code: code.unwrap_or(137), stop_requested };
                 }
             }
             if let Some(code) = code {
