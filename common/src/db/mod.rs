@@ -1,23 +1,26 @@
 //! PostgreSQL connection settings from `DATABASE_URL`, TLS set up the way libpq's `sslmode` means it, bounded
 //! connection attempts, and a fixed vocabulary for what went wrong.
 
+mod error;
+mod tls;
+mod url;
+
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use native_tls::{Certificate, TlsConnector};
-use percent_encoding::percent_decode_str;
 use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode as PgSslMode;
-use url::{Host, Url};
 
+pub use self::error::{classify, Cause, DbError};
+use self::tls::RootCerts;
 use crate::config::{env_var, ConfigError};
-use crate::duration::format_duration;
 
 const SETTING: &str = "DATABASE_URL";
 const SETTING_FILE: &str = "DATABASE_URL_FILE";
 const SUPPORTED_PARAMETERS: &str =
     "sslmode, sslrootcert, connect_timeout, application_name, host, options";
+const URL_SHAPE: &str = "postgres://USER:PASSWORD@HOST:PORT/DBNAME";
 
 /// libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,31 +56,13 @@ impl SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             other => {
-                return Err(ConfigError::new(
-                    SETTING,
-                    format!(
-                        "unsupported sslmode {other:?} (supported: disable, prefer, require, verify-ca, verify-full)"
-                    ),
-                ))
+                return Err(invalid(format!(
+                    "unsupported sslmode {:?} (supported: disable, prefer, require, verify-ca, verify-full)",
+                    bounded(other)
+                )))
             }
         })
     }
-
-    fn verifies(self) -> bool {
-        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
-    }
-}
-
-/// Which certificates a verifying connection trusts.
-#[derive(Clone)]
-enum RootCerts {
-    /// The system's trust store (no `sslrootcert`, or `sslrootcert=system`).
-    System,
-    /// Only the certificates read from `sslrootcert=PATH`.
-    File {
-        path: String,
-        certs: Vec<Certificate>,
-    },
 }
 
 /// Where and how to connect to PostgreSQL. `Debug` and [`DbConfig::describe`] never show the password.
@@ -92,16 +77,12 @@ pub struct DbConfig {
 
 impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let root_certs = match &self.root_certs {
-            RootCerts::System => "system".to_owned(),
-            RootCerts::File { path, certs } => format!("{path} ({} certificates)", certs.len()),
-        };
         f.debug_struct("DbConfig")
             .field("target", &self.target)
             .field("user", &self.pg.get_user())
             .field("password", &self.pg.get_password().map(|_| "<redacted>"))
             .field("sslmode", &self.sslmode.as_str())
-            .field("sslrootcert", &root_certs)
+            .field("sslrootcert", &self.root_certs.describe())
             .field("connect_timeout", &self.pg.get_connect_timeout())
             .field("application_name", &self.pg.get_application_name())
             .finish_non_exhaustive()
@@ -115,93 +96,72 @@ impl DbConfig {
         let inline = env_var(SETTING)?;
         let file = env_var(SETTING_FILE)?;
         match (inline, file) {
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                SETTING,
+            (Some(_), Some(_)) => Err(invalid(
                 "both DATABASE_URL and DATABASE_URL_FILE are set; set only one",
             )),
-            (None, None) => Err(ConfigError::new(
-                SETTING,
-                "DATABASE_URL is required (or DATABASE_URL_FILE)",
-            )),
+            (None, None) => Err(invalid("DATABASE_URL is required (or DATABASE_URL_FILE)")),
             (Some(url), None) => DbConfig::parse(&url),
-            (None, Some(path)) => DbConfig::parse(&read_url_file(Path::new(&path))?),
+            (None, Some(path)) => DbConfig::from_file(Path::new(&path)),
         }
     }
 
-    /// Parses a `postgres://` or `postgresql://` URL: user, password (percent-decoded), host (name, IPv4,
-    /// `[IPv6]`), port (default 5432), database name, and the parameters `sslmode`, `sslrootcert`,
-    /// `connect_timeout`, `application_name`, `host` (a unix socket directory when it starts with `/`) and
-    /// `options`. Anything else is an error naming the parameter. Errors never contain the password or the URL.
-    pub fn parse(url: &str) -> Result<DbConfig, ConfigError> {
-        let url = Url::parse(url).map_err(|err| invalid(format!("not a valid URL: {err}")))?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(invalid(format!(
-                "expected a postgres:// or postgresql:// URL, got {}://",
-                url.scheme()
-            )));
+    /// Reads the URL from a file (trimmed of surrounding whitespace); errors name `DATABASE_URL_FILE` and the
+    /// path, never the content.
+    pub fn from_file(path: &Path) -> Result<DbConfig, ConfigError> {
+        let file_error = |problem: String| {
+            ConfigError::new(SETTING_FILE, format!("{}: {problem}", path.display()))
+        };
+        let content = std::fs::read(path)
+            .map_err(|err| file_error(format!("cannot read: {}", io_reason(&err))))?;
+        let content =
+            String::from_utf8(content).map_err(|_| file_error("not valid UTF-8".to_owned()))?;
+        let url = content.trim();
+        if url.is_empty() {
+            return Err(file_error("the file is empty".to_owned()));
         }
-        if url.fragment().is_some() {
-            return Err(invalid(
-                "unexpected '#' fragment (percent-encode '#' in the password as %23)",
-            ));
-        }
+        DbConfig::parse(url).map_err(|err| file_error(err.problem))
+    }
 
+    /// Parses a `postgres://` or `postgresql://` URL: user, password (percent-decoded), host (name, IPv4,
+    /// `[IPv6]`, or a percent-encoded socket directory), port (default 5432), database name, and the parameters
+    /// `sslmode`, `sslrootcert`, `connect_timeout`, `application_name`, `host` (a unix socket directory when it
+    /// starts with `/`) and `options`. Anything else is an error naming the parameter. Errors name the setting
+    /// `DATABASE_URL` and never contain the password or the URL.
+    pub fn parse(url: &str) -> Result<DbConfig, ConfigError> {
+        let parts = url::split(url).map_err(invalid)?;
         let mut pg = tokio_postgres::Config::new();
 
-        let user = decode("user name", url.username())?;
-        if user.is_empty() {
-            return Err(invalid(
-                "missing user name (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
-            ));
+        if parts.user.is_empty() {
+            return Err(invalid(format!("missing user name ({URL_SHAPE})")));
         }
-        pg.user(&user);
-        if let Some(password) = url.password() {
-            let password = percent_decode_str(password).collect::<Vec<u8>>();
+        pg.user(&parts.user);
+        if let Some(password) = parts.password {
             pg.password(password);
         }
-
-        let dbname = decode(
-            "database name",
-            url.path().strip_prefix('/').unwrap_or(url.path()),
-        )?;
-        if dbname.is_empty() {
-            return Err(invalid(
-                "missing database name (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
-            ));
+        if parts.dbname.is_empty() {
+            return Err(invalid(format!("missing database name ({URL_SHAPE})")));
         }
-        pg.dbname(&dbname);
-
-        let port = url.port().unwrap_or(5432);
-        if port == 0 {
-            return Err(invalid("port 0 is not a valid port"));
-        }
+        pg.dbname(&parts.dbname);
+        let port = parts.port.unwrap_or(5432);
         pg.port(port);
 
-        let mut host = match url.host() {
-            None => None,
-            Some(Host::Domain("")) => None,
-            Some(Host::Domain(name)) => Some(decode("host", name)?),
-            Some(Host::Ipv4(ip)) => Some(ip.to_string()),
-            Some(Host::Ipv6(ip)) => Some(ip.to_string()),
-        };
-
+        let mut host = parts.host;
         let mut sslmode = SslMode::Prefer;
-        let mut sslrootcert = None;
-        let mut seen = Vec::new();
-        for (name, value) in url.query_pairs() {
-            if seen.contains(&name) {
+        let mut root_certs = RootCerts::System;
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in &parts.params {
+            if seen.contains(&name.as_str()) {
                 return Err(invalid(format!(
-                    "parameter '{name}' is given more than once"
+                    "parameter '{}' is given more than once",
+                    bounded(name)
                 )));
             }
-            match &*name {
-                "sslmode" => sslmode = SslMode::parse(&value)?,
-                "sslrootcert" => sslrootcert = Some(read_root_certs(&value)?),
+            match name.as_str() {
+                "sslmode" => sslmode = SslMode::parse(value)?,
+                "sslrootcert" => root_certs = RootCerts::read(value).map_err(invalid)?,
                 "connect_timeout" => {
                     let seconds: u64 = value.parse().map_err(|_| {
-                        invalid(format!(
-                            "connect_timeout must be a whole number of seconds, got {value:?}"
-                        ))
+                        invalid("connect_timeout must be a whole number of seconds")
                     })?;
                     // As in libpq, 0 means no timeout of its own.
                     if seconds > 0 {
@@ -209,47 +169,48 @@ impl DbConfig {
                     }
                 }
                 "application_name" => {
-                    pg.application_name(&*value);
+                    pg.application_name(value);
                 }
                 "host" => {
                     if value.is_empty() {
                         return Err(invalid("parameter 'host' is empty"));
                     }
-                    host = Some(value.clone().into_owned());
+                    host = value.clone();
                 }
                 "options" => {
-                    pg.options(&*value);
+                    pg.options(value);
                 }
                 other => {
                     return Err(invalid(format!(
                         "unsupported parameter '{}' (supported: {SUPPORTED_PARAMETERS})",
-                        other.escape_debug()
+                        bounded(other)
                     )))
                 }
             }
             seen.push(name);
         }
 
-        let Some(host) = host else {
-            return Err(invalid(
-                "missing host (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
-            ));
-        };
-        let target;
-        if host.starts_with('/') {
+        if host.is_empty() {
+            return Err(invalid(format!("missing host ({URL_SHAPE})")));
+        }
+        let unix_socket = host.starts_with('/');
+        let target = if unix_socket {
             pg.host_path(&host);
-            target = format!("{host}/.s.PGSQL.{port} ({dbname})");
+            format!(
+                "{}/.s.PGSQL.{port} ({})",
+                host.trim_end_matches('/'),
+                parts.dbname
+            )
         } else {
             pg.host(&host);
-            target = if host.contains(':') {
-                format!("[{host}]:{port}/{dbname}")
+            if host.contains(':') {
+                format!("[{host}]:{port}/{}", parts.dbname)
             } else {
-                format!("{host}:{port}/{dbname}")
-            };
-        }
-        // PostgreSQL never speaks TLS over unix sockets; like libpq, ignore sslmode there rather than fail.
-        let unix_socket = host.starts_with('/');
+                format!("{host}:{port}/{}", parts.dbname)
+            }
+        };
         pg.ssl_mode(match sslmode {
+            // PostgreSQL never speaks TLS over unix sockets; like libpq, ignore sslmode there rather than fail.
             _ if unix_socket => PgSslMode::Disable,
             SslMode::Disable => PgSslMode::Disable,
             SslMode::Prefer => PgSslMode::Prefer,
@@ -257,8 +218,7 @@ impl DbConfig {
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
         });
 
-        let root_certs = sslrootcert.unwrap_or(RootCerts::System);
-        let tls = build_tls(sslmode, &root_certs)?;
+        let tls = tls::connector(sslmode, &root_certs).map_err(invalid)?;
         Ok(DbConfig {
             pg,
             sslmode,
@@ -310,201 +270,26 @@ fn invalid(problem: impl Into<String>) -> ConfigError {
     ConfigError::new(SETTING, problem)
 }
 
-fn decode(part: &str, encoded: &str) -> Result<String, ConfigError> {
-    percent_decode_str(encoded)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| {
-            invalid(format!(
-                "the {part} is not valid UTF-8 once percent-decoded"
-            ))
-        })
-}
-
-fn read_url_file(path: &Path) -> Result<String, ConfigError> {
-    let content = std::fs::read(path).map_err(|err| {
-        ConfigError::new(
-            SETTING_FILE,
-            format!("cannot read {}: {}", path.display(), io_reason(&err)),
-        )
-    })?;
-    let content = String::from_utf8(content).map_err(|_| {
-        ConfigError::new(
-            SETTING_FILE,
-            format!("{} is not valid UTF-8", path.display()),
-        )
-    })?;
-    let url = content.trim();
-    if url.is_empty() {
-        return Err(ConfigError::new(
-            SETTING_FILE,
-            format!("{} is empty", path.display()),
-        ));
+/// User-supplied names quoted in errors: escaped and bounded in length.
+fn bounded(s: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    let mut shown: String = s
+        .chars()
+        .take(MAX_CHARS)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if s.chars().count() > MAX_CHARS {
+        shown.push_str("...");
     }
-    // Errors about the URL name the file, so the operator knows where to look.
-    DbConfig::parse(url).map(|_| ()).map_err(|err| {
-        ConfigError::new(SETTING_FILE, format!("{}: {}", path.display(), err.problem))
-    })?;
-    Ok(url.to_owned())
+    shown
 }
 
-/// The io error without its "(os error N)" suffix noise when a plainer description exists.
-fn io_reason(err: &std::io::Error) -> String {
+/// A plain description of an io error for configuration messages.
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
     match err.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_owned(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         _ => err.to_string(),
     }
-}
-
-fn read_root_certs(value: &str) -> Result<RootCerts, ConfigError> {
-    if value == "system" {
-        return Ok(RootCerts::System);
-    }
-    if value.is_empty() {
-        return Err(invalid(
-            "parameter 'sslrootcert' is empty (give a PEM file path, or 'system')",
-        ));
-    }
-    let pem = std::fs::read(value).map_err(|err| {
-        invalid(format!(
-            "sslrootcert: cannot read {value}: {}",
-            io_reason(&err)
-        ))
-    })?;
-    let certs = Certificate::stack_from_pem(&pem).map_err(|err| {
-        invalid(format!(
-            "sslrootcert: {value} is not a PEM certificate file: {err}"
-        ))
-    })?;
-    if certs.is_empty() {
-        return Err(invalid(format!(
-            "sslrootcert: {value} holds no PEM certificate"
-        )));
-    }
-    Ok(RootCerts::File {
-        path: value.to_owned(),
-        certs,
-    })
-}
-
-fn build_tls(sslmode: SslMode, root_certs: &RootCerts) -> Result<MakeTlsConnector, ConfigError> {
-    let mut builder = TlsConnector::builder();
-    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    if sslmode.verifies() {
-        if let RootCerts::File { certs, .. } = root_certs {
-            // Like libpq, trust only the given roots.
-            builder.disable_built_in_roots(true);
-            for cert in certs {
-                builder.add_root_certificate(cert.clone());
-            }
-        }
-        builder.danger_accept_invalid_hostnames(sslmode == SslMode::VerifyCa);
-    } else {
-        // libpq semantics: below verify-ca, TLS protects against eavesdropping, not impersonation.
-        builder.danger_accept_invalid_certs(true);
-        builder.danger_accept_invalid_hostnames(true);
-    }
-    let connector = builder
-        .build()
-        .map_err(|err| invalid(format!("cannot set up TLS: {err}")))?;
-    Ok(MakeTlsConnector::new(connector))
-}
-
-/// A failed database operation. `Display` carries PostgreSQL's and the OS's reasons, never a password.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The attempt did not finish within its deadline.
-    #[error("timed out after {}", format_duration(*.0))]
-    Timeout(Duration),
-    #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
-}
-
-impl DbError {
-    pub fn cause(&self) -> Cause {
-        match self {
-            DbError::Timeout(_) => Cause::Timeout,
-            DbError::Postgres(err) => classify(err),
-        }
-    }
-}
-
-/// The fixed vocabulary the health endpoints report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    Timeout,
-    ConnectionRefused,
-    DnsFailure,
-    TlsFailure,
-    AuthenticationFailed,
-    QueryFailed,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Timeout => "timeout",
-            Cause::ConnectionRefused => "connection refused",
-            Cause::DnsFailure => "dns failure",
-            Cause::TlsFailure => "tls failure",
-            Cause::AuthenticationFailed => "authentication failed",
-            Cause::QueryFailed => "query failed",
-        }
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Classifies any tokio-postgres error into the [`Cause`] vocabulary.
-pub fn classify(err: &tokio_postgres::Error) -> Cause {
-    use tokio_postgres::error::SqlState;
-
-    if let Some(code) = err.code() {
-        return if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            Cause::AuthenticationFailed
-        } else {
-            Cause::QueryFailed
-        };
-    }
-    // tokio-postgres does not expose its error kinds; its Display starts with a fixed phrase per kind.
-    let text = err.to_string();
-    if text.starts_with("error performing TLS handshake") {
-        return Cause::TlsFailure;
-    }
-    if text.starts_with("authentication error") {
-        return Cause::AuthenticationFailed;
-    }
-    if text.starts_with("timeout waiting for server") {
-        return Cause::Timeout;
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        if inner.is::<native_tls::Error>() {
-            return Cause::TlsFailure;
-        }
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return Cause::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => return Cause::Timeout,
-                _ => {}
-            }
-            let message = io.to_string();
-            // getaddrinfo failures (tokio's lookup_host) and empty answers.
-            if message.contains("failed to lookup address")
-                || message.contains("could not resolve any addresses")
-                || message.contains("Name or service not known")
-            {
-                return Cause::DnsFailure;
-            }
-        }
-        source = inner.source();
-    }
-    Cause::QueryFailed
 }

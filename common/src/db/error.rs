@@ -1,0 +1,104 @@
+//! What went wrong talking to PostgreSQL, in the fixed vocabulary the health endpoints report.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::duration::format_duration;
+
+/// A failed database operation. `Display` carries PostgreSQL's and the OS's reasons, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The attempt did not finish within its deadline.
+    #[error("timed out after {}", format_duration(*.0))]
+    Timeout(Duration),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl DbError {
+    pub fn cause(&self) -> Cause {
+        match self {
+            DbError::Timeout(_) => Cause::Timeout,
+            DbError::Postgres(err) => classify(err),
+        }
+    }
+}
+
+/// The fixed vocabulary the health endpoints report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Timeout,
+    ConnectionRefused,
+    DnsFailure,
+    TlsFailure,
+    AuthenticationFailed,
+    QueryFailed,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Timeout => "timeout",
+            Cause::ConnectionRefused => "connection refused",
+            Cause::DnsFailure => "dns failure",
+            Cause::TlsFailure => "tls failure",
+            Cause::AuthenticationFailed => "authentication failed",
+            Cause::QueryFailed => "query failed",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies any tokio-postgres error into the [`Cause`] vocabulary.
+pub fn classify(err: &tokio_postgres::Error) -> Cause {
+    use tokio_postgres::error::SqlState;
+
+    if let Some(code) = err.code() {
+        return if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            Cause::AuthenticationFailed
+        } else {
+            Cause::QueryFailed
+        };
+    }
+    // tokio-postgres does not expose its error kinds; its Display starts with a fixed phrase per kind.
+    let text = err.to_string();
+    if text.starts_with("error performing TLS handshake") {
+        return Cause::TlsFailure;
+    }
+    if text.starts_with("authentication error") {
+        return Cause::AuthenticationFailed;
+    }
+    if text.starts_with("timeout waiting for server") {
+        return Cause::Timeout;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if inner.is::<native_tls::Error>() {
+            return Cause::TlsFailure;
+        }
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Cause::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return Cause::Timeout,
+                _ => {}
+            }
+            let message = io.to_string();
+            // getaddrinfo failures (tokio's lookup_host) and empty answers.
+            if message.contains("failed to lookup address")
+                || message.contains("could not resolve any addresses")
+                || message.contains("Name or service not known")
+            {
+                return Cause::DnsFailure;
+            }
+        }
+        source = inner.source();
+    }
+    Cause::QueryFailed
+}
