@@ -27,7 +27,7 @@ RUN for crate in app common probe supervisor testkit; do \
         mkdir -p "$crate/src" && : > "$crate/src/lib.rs"; \
     done \
  && for bin in app probe supervisor; do echo 'fn main() {}' > "$bin/src/main.rs"; done \
- && cargo build --release --locked -p app -p probe -p supervisor \
+ && cargo build --release -p app -p probe -p supervisor \
  && rm -rf app/src common/src probe/src supervisor/src testkit/src
 
 COPY migrations migrations/
@@ -39,7 +39,7 @@ COPY app app/
 # COPY keeps the checkout's modification times, which can be older than the placeholder build: touch the sources so
 # cargo sees them as newer and rebuilds the workspace crates (and re-embeds the migrations).
 RUN find app common probe supervisor testkit migrations -type f -exec touch {} + \
- && cargo build --release --locked -p app -p probe -p supervisor \
+ && cargo build --release -p app -p probe -p supervisor \
  && mkdir -p /out \
  && cp target/release/supervisor target/release/app target/release/probe /out/
 
