@@ -1,0 +1,366 @@
+//! The supervisor's own exit codes, each with its one line on stderr, and never the database password.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::{assert_no_secret, refused_url, shared_cluster, Launch, Scratch};
+
+const PASSWORD: &str = "pw-Zq8rT3vXk";
+const QUICK: Duration = Duration::from_secs(10);
+
+#[test]
+fn usage_errors_exit_64_with_the_problem_on_stderr() {
+    for args in [
+        &["--bogus"][..],
+        &["no-such-action"],
+        &["migrate", "--bogus"],
+    ] {
+        let mut launch = Launch::bare();
+        launch.env("DATABASE_URL", &refused_url(PASSWORD));
+        for arg in args {
+            launch.arg(arg);
+        }
+        let done = launch.run(QUICK);
+        done.assert_code(64);
+        let first = done.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(args.last().unwrap()),
+            "{args:?}: first line of stderr: {first:?}"
+        );
+        assert!(done.stdout.is_empty(), "{args:?}: stdout: {}", done.stdout);
+    }
+}
+
+#[test]
+fn help_and_version_exit_0_on_stdout() {
+    let help = Launch::bare().arg("--help").run(QUICK);
+    help.assert_code(0);
+    assert!(help.stdout.contains("Usage: supervisor"), "{}", help.stdout);
+    assert!(help.stdout.contains("migrate"), "{}", help.stdout);
+
+    let version = Launch::bare().arg("--version").run(QUICK);
+    version.assert_code(0);
+    assert_eq!(
+        version.stdout.trim(),
+        format!("supervisor {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Starts the supervisor with one bad setting and checks: 78, exactly one line naming the setting, no password,
+/// the child never started.
+fn assert_config_error(setting: &str, configure: impl FnOnce(&mut Launch)) {
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let mut launch = Launch::child(&refused_url(PASSWORD), &["touch", &marker]);
+    configure(&mut launch);
+    let done = launch.run(QUICK);
+    done.assert_code(78);
+    let lines: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{setting}: expected one line on stderr:\n{}",
+        done.stderr
+    );
+    assert!(
+        lines[0].contains(setting),
+        "{setting} not named in: {}",
+        lines[0]
+    );
+    assert_no_secret(&done.output(), PASSWORD);
+    assert!(
+        !scratch.exists("started"),
+        "{setting}: the child was started"
+    );
+    assert!(
+        done.elapsed < Duration::from_secs(2),
+        "{setting}: took {:?}",
+        done.elapsed
+    );
+}
+
+#[test]
+fn each_malformed_setting_exits_78_naming_it() {
+    let cases: &[(&str, &str)] = &[
+        ("STOP_GRACE", "8"),
+        ("STOP_GRACE", "1.5s"),
+        ("DRAIN_DELAY", "-1s"),
+        ("RESTART", "always"),
+        ("RESTART", "on-failure:x"),
+        ("DB_WAIT", "x"),
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("HEALTH_ADDR", "bad"),
+        ("CHILD_CHECK", "ftp://x"),
+        ("LOG_FORMAT", "xml"),
+    ];
+    for (setting, value) in cases {
+        assert_config_error(setting, |launch| {
+            launch.env(setting, value);
+        });
+    }
+}
+
+#[test]
+fn database_url_problems_exit_78() {
+    assert_config_error("DATABASE_URL", |launch| {
+        launch.unset("DATABASE_URL");
+    });
+    let scratch = Scratch::new();
+    let file = scratch.path("url");
+    std::fs::write(&file, refused_url(PASSWORD)).unwrap();
+    assert_config_error("DATABASE_URL_FILE", |launch| {
+        launch.env("DATABASE_URL_FILE", file.to_str().unwrap());
+    });
+    assert_config_error("DATABASE_URL", |launch| {
+        launch.env(
+            "DATABASE_URL",
+            &format!("postgres://tracker:{PASSWORD}@127.0.0.1:5432/tracker?sslmode=bogus"),
+        );
+    });
+    assert_config_error("DATABASE_URL", |launch| {
+        launch.env(
+            "DATABASE_URL",
+            &format!("postgres://tracker:{PASSWORD}@127.0.0.1:5432/tracker?pool=9"),
+        );
+    });
+    assert_config_error("DATABASE_URL", |launch| {
+        launch.env(
+            "DATABASE_URL",
+            &format!("mysql://tracker:{PASSWORD}@127.0.0.1/tracker"),
+        );
+    });
+    assert_config_error("DATABASE_URL_FILE", |launch| {
+        launch
+            .unset("DATABASE_URL")
+            .env("DATABASE_URL_FILE", "/nonexistent/database-url");
+    });
+}
+
+#[test]
+fn a_busy_health_address_exits_78() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert_config_error("HEALTH_ADDR", |launch| {
+        launch.env("HEALTH_ADDR", &addr);
+    });
+}
+
+#[test]
+fn migrate_checks_its_settings_too() {
+    let done = Launch::migrate(&refused_url(PASSWORD))
+        .env("DB_WAIT", "soon")
+        .run(QUICK);
+    done.assert_code(78);
+    assert!(done.stderr.contains("DB_WAIT"), "{}", done.stderr);
+    assert_no_secret(&done.output(), PASSWORD);
+}
+
+#[test]
+fn a_refused_port_exits_69_after_db_wait() {
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let done = Launch::child(&refused_url(PASSWORD), &["touch", &marker])
+        .env("DB_WAIT", "1s")
+        .run(QUICK);
+    done.assert_code(69);
+    assert!(
+        done.elapsed >= Duration::from_millis(950) && done.elapsed < Duration::from_millis(2000),
+        "gave up after {:?}",
+        done.elapsed
+    );
+    let last = done.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("DB_WAIT"),
+        "the last line should say what to fix: {last}"
+    );
+    assert_no_secret(&done.output(), PASSWORD);
+    assert!(!scratch.exists("started"));
+}
+
+#[test]
+fn a_blackholed_server_exits_69_within_db_wait() {
+    // The kernel completes the handshake of a listening socket nobody accepts from: the server never answers.
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let url = format!("postgres://tracker:{PASSWORD}@127.0.0.1:{port}/tracker?sslmode=disable");
+    let done = Launch::child(&url, &["true"])
+        .env("DB_WAIT", "2s")
+        .run(QUICK);
+    done.assert_code(69);
+    assert!(
+        done.elapsed >= Duration::from_millis(1900) && done.elapsed < Duration::from_millis(2500),
+        "gave up after {:?}: each attempt must end by DB_WAIT",
+        done.elapsed
+    );
+    assert_no_secret(&done.output(), PASSWORD);
+    drop(blackhole);
+}
+
+#[test]
+fn a_wrong_password_exits_69_without_showing_either_password() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let url = cluster.url(&db).replace(cluster.password(), PASSWORD);
+    let done = Launch::child(&url, &["true"])
+        .env("DB_WAIT", "1s")
+        .run(QUICK);
+    done.assert_code(69);
+    assert!(
+        done.elapsed < Duration::from_secs(3),
+        "took {:?}",
+        done.elapsed
+    );
+    assert!(
+        done.stderr.contains("authentication failed"),
+        "the cause should be named:\n{}",
+        done.stderr
+    );
+    assert_no_secret(&done.output(), PASSWORD);
+    assert_no_secret(&done.output(), cluster.password());
+}
+
+#[test]
+fn a_diverged_checksum_exits_65_without_starting_the_child() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let url = cluster.url(&db);
+    Launch::migrate(&url).run(QUICK).assert_code(0);
+    cluster.psql(
+        &db,
+        "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1",
+    );
+
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let done = Launch::child(&url, &["touch", &marker]).run(QUICK);
+    done.assert_code(65);
+    assert!(
+        !scratch.exists("started"),
+        "the child ran after a failed migration"
+    );
+    let last = done.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("V1"),
+        "the line should name the migration: {last}"
+    );
+    assert_no_secret(&done.output(), cluster.password());
+}
+
+#[test]
+fn a_migration_unknown_to_this_build_exits_65() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let url = cluster.url(&db);
+    Launch::migrate(&url).run(QUICK).assert_code(0);
+    cluster.psql(
+        &db,
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+         VALUES (999, 'from_the_future', '2030-01-01T00:00:00Z', '1')",
+    );
+
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let done = Launch::child(&url, &["touch", &marker]).run(QUICK);
+    done.assert_code(65);
+    assert!(
+        !scratch.exists("started"),
+        "the child ran after a failed migration"
+    );
+    assert!(
+        done.stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("V999"),
+        "{}",
+        done.stderr
+    );
+    // `supervisor migrate` refuses the same way.
+    let migrate = Launch::migrate(&url).run(QUICK);
+    migrate.assert_code(65);
+    assert_no_secret(&migrate.output(), cluster.password());
+}
+
+#[test]
+fn a_failing_migration_exits_65_and_applies_nothing() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    // The first migration creates time_entries after other tables: this one makes it fail half-way.
+    cluster.psql(&db, "CREATE TABLE time_entries (id int)");
+
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let done = Launch::child(&cluster.url(&db), &["touch", &marker]).run(QUICK);
+    done.assert_code(65);
+    assert!(!scratch.exists("started"));
+    assert_eq!(
+        cluster.psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"
+        ),
+        "0",
+        "the failed migration left tables behind"
+    );
+    assert_no_secret(&done.output(), cluster.password());
+}
+
+#[test]
+fn a_command_that_is_not_executable_exits_126() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let scratch = Scratch::new();
+    let file = scratch.path("not-executable");
+    std::fs::write(&file, "#!/bin/sh\nexit 0\n").unwrap();
+    let done = Launch::child(&cluster.url(&db), &[file.to_str().unwrap()]).run(QUICK);
+    done.assert_code(126);
+    let last = done.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("not-executable"),
+        "the line should name the command: {last}"
+    );
+    assert_no_secret(&done.output(), cluster.password());
+
+    // A directory is not executable either.
+    let done = Launch::child(&cluster.url(&db), &[scratch.path("").to_str().unwrap()]).run(QUICK);
+    done.assert_code(126);
+}
+
+#[test]
+fn a_missing_command_exits_127() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    for command in ["no-such-command-4f1c", "/nonexistent/bin/app"] {
+        let done = Launch::child(&cluster.url(&db), &[command]).run(QUICK);
+        done.assert_code(127);
+        let last = done.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(command),
+            "the line should name the command: {last}"
+        );
+        assert_no_secret(&done.output(), cluster.password());
+    }
+}
+
+#[test]
+fn the_password_never_appears_in_a_normal_run() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let done = Launch::child(&cluster.url(&db), &["sh", "-c", "exit 0"])
+        .env("RUST_LOG", "trace")
+        .run(QUICK);
+    done.assert_code(0);
+    assert_no_secret(&done.output(), cluster.password());
+    let json = Launch::child(&cluster.url(&db), &["sh", "-c", "exit 0"])
+        .env("RUST_LOG", "trace")
+        .env("LOG_FORMAT", "json")
+        .run(QUICK);
+    json.assert_code(0);
+    assert_no_secret(&json.output(), cluster.password());
+}
