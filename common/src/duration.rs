@@ -37,7 +37,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it, using the largest unit that is exact:
 /// 1500ms -> `1500ms`, 8s -> `8s`, 120s -> `2m`, 0 -> `0s`. Sub-millisecond remainders fall back to `Debug`.
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{d:?}");
     }
     if d.subsec_nanos() != 0 {
@@ -46,8 +46,8 @@ pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
         0 => "0s".to_owned(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
