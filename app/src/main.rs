@@ -1,1 +1,39 @@
-fn main() {}
+//! `app`: the time-tracker HTTP API.
+
+use std::process::ExitCode;
+
+/// sysexits EX_CONFIG.
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    if let Err(err) = common::logging::init() {
+        eprintln!("app: configuration error: {err}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let settings = app::AppConfig::from_env()
+        .and_then(|config| Ok((config, common::db::DbConfig::from_env()?)));
+    let (config, db) = match settings {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("app: configuration error: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("app: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config, db)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("app: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

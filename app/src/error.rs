@@ -1,0 +1,342 @@
+//! The one error type every handler returns, and its JSON rendering:
+//! `{"error":{"code":"snake_case","message":"...","details":[...]}}`.
+
+use std::fmt;
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::http::{json_response, Body};
+
+/// One problem found while validating input, reported in a 422's `details`.
+///
+/// `field` names a JSON field, `index` an item of an array and `line` a line of a file;
+/// any combination may be set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with one field of the request body.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            index: None,
+            line: None,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with item `index` (0-based) of an array.
+    pub fn index(index: usize, message: impl Into<String>) -> Self {
+        Problem {
+            index: Some(index),
+            line: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// A problem on line `line` (1-based) of an uploaded file.
+    pub fn line(line: usize, message: impl Into<String>) -> Self {
+        Problem {
+            index: None,
+            line: Some(line),
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// Adds the field name to an index or line problem.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+/// An error answered to the client. The message is always safe to show; internal causes
+/// are kept apart (`internal`) and only logged.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// What only some errors carry, boxed to keep `Result<_, ApiError>` small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
+    /// The offending field or query parameter of a 400.
+    field: Option<String>,
+    details: Vec<Problem>,
+    /// Seconds, for 429 and 503.
+    retry_after: Option<u64>,
+    /// The `Allow` header of a 405.
+    allow: Option<String>,
+    /// The cause, for the log only: never sent to the client.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The body field or query parameter a 400 is about.
+    pub fn field(&self) -> Option<&str> {
+        self.extra.as_ref()?.field.as_deref()
+    }
+
+    /// The problems listed by a 422.
+    pub fn details(&self) -> &[Problem] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.details)
+    }
+
+    /// `Retry-After` in seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.extra.as_ref()?.retry_after
+    }
+
+    /// The internal cause (for the log), if any.
+    pub fn internal_cause(&self) -> Option<&str> {
+        self.extra.as_ref()?.internal.as_deref()
+    }
+
+    /// Sets `Retry-After` (seconds).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.extra_mut().retry_after = Some(secs);
+        self
+    }
+
+    /// Records the internal cause for the log.
+    pub fn with_internal(mut self, cause: impl fmt::Display) -> Self {
+        self.extra_mut().internal = Some(cause.to_string());
+        self
+    }
+
+    /// 400 for malformed input that is not about one field (e.g. JSON syntax).
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 400 naming the body field at fault (missing, wrong type).
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let mut err = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("Field `{field}`: {}", message.into()),
+        );
+        err.extra_mut().field = Some(field);
+        err
+    }
+
+    /// 400 naming the query parameter at fault.
+    pub fn invalid_parameter(name: impl Into<String>, message: impl Into<String>) -> Self {
+        let name = name.into();
+        let mut err = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("Query parameter `{name}`: {}", message.into()),
+        );
+        err.extra_mut().field = Some(name);
+        err
+    }
+
+    /// 401: no, or no valid, credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required: send a valid bearer token or session cookie.",
+        )
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The requested resource does not exist.",
+        )
+    }
+
+    /// 405 with the methods the path does accept.
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
+        let allow = allow.into();
+        let mut err = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("This path accepts only: {allow}."),
+        );
+        err.extra_mut().allow = Some(allow);
+        err
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413 for a body larger than `limit` bytes.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body exceeds the limit of {limit} bytes."),
+        )
+    }
+
+    /// 415 naming the content type this route accepts.
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be {expected}."),
+        )
+    }
+
+    /// 422 listing every problem found.
+    pub fn validation(details: Vec<Problem>) -> Self {
+        let message = match details.len() {
+            1 => "The request has 1 invalid value.".to_string(),
+            n => format!("The request has {n} invalid values."),
+        };
+        let mut err = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        );
+        err.extra_mut().details = details;
+        err
+    }
+
+    /// 429 with `Retry-After` in seconds (at least 1).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+        err.extra_mut().retry_after = Some(retry_after_secs.max(1));
+        err
+    }
+
+    /// 503 when the database cannot be reached; the cause goes to the log only.
+    pub fn database_unavailable(cause: impl fmt::Display) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "The database is unavailable; try again shortly.",
+        );
+        err.extra_mut().retry_after = Some(5);
+        err.extra_mut().internal = Some(cause.to_string());
+        err
+    }
+
+    /// 503 for a temporarily exhausted resource other than the database.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        err.extra_mut().retry_after = Some(retry_after_secs.max(1));
+        err
+    }
+
+    /// 500: the cause goes to the log only, the client gets a fixed sentence.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        let mut err = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An internal error occurred.",
+        );
+        err.extra_mut().internal = Some(cause.to_string());
+        err
+    }
+
+    /// The JSON response for this error.
+    pub fn into_response(self) -> Response<Body> {
+        let extra = self.extra.unwrap_or_default();
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = &extra.field {
+            error["field"] = json!(field);
+        }
+        if !extra.details.is_empty() {
+            error["details"] = json!(extra.details);
+        }
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        let headers = response.headers_mut();
+        if let Some(secs) = extra.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = &extra.allow {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        ApiError::database_unavailable(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        // A server-side SQL error (it has a SQLSTATE) is a bug or a constraint the handler did
+        // not map: 500. Everything else is the connection failing: 503.
+        match err.code() {
+            Some(code) if is_unavailable_sqlstate(code) => ApiError::database_unavailable(err),
+            Some(_) => ApiError::internal(err),
+            None => ApiError::database_unavailable(err),
+        }
+    }
+}
+
+/// SQLSTATEs that mean the server cannot serve right now rather than that the query is wrong.
+fn is_unavailable_sqlstate(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::QUERY_CANCELED,
+        SqlState::READ_ONLY_SQL_TRANSACTION,
+    ]
+    .contains(code)
+}
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

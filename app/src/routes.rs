@@ -1,0 +1,12 @@
+//! The route table: every module registers its routes here, once, at start-up.
+
+use crate::router::Router;
+
+/// All routes of the API.
+pub fn build() -> Router {
+    let mut router = Router::new();
+    crate::health::register_routes(&mut router);
+    crate::openapi::register_routes(&mut router);
+    crate::accounts::register_routes(&mut router);
+    router
+}
