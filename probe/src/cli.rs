@@ -42,8 +42,9 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     /// Probe this http:// URL instead of HEALTH_ADDR (without a path, the path of --ready/--live/default)
-    #[arg(long, value_name = "URL", value_parser = parse_url)]
-    url: Option<UrlTarget>,
+    // Validated after parsing: clap would echo the rejected value, and a URL may carry a password.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
     /// Total deadline for connect, request and answer, e.g. 500ms, 2s
     #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
     timeout: Option<Duration>,
@@ -130,7 +131,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, health_addr: Option<OsStr
     } else {
         Format::Line
     };
-    let target = match args.url {
+    let url = match args.url.as_deref().map(Target::from_url).transpose() {
+        Ok(url) => url,
+        Err(reason) => {
+            let e = command.error(
+                ErrorKind::ValueValidation,
+                format!("invalid --url: {reason}"),
+            );
+            return from_clap_error(e);
+        }
+    };
+    let target = match url {
         Some(UrlTarget { has_path: true, .. }) if endpoint != Endpoint::Health => {
             let flag = if endpoint == Endpoint::Ready {
                 "--ready"
@@ -179,10 +190,6 @@ fn from_clap_error(e: clap::Error) -> Parsed {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Info(text),
         _ => Parsed::Usage(text),
     }
-}
-
-fn parse_url(value: &str) -> Result<UrlTarget, String> {
-    Target::from_url(value)
 }
 
 fn parse_bounded(value: &str, max: Duration) -> Result<Duration, String> {
@@ -302,6 +309,8 @@ mod tests {
         assert!(usage(&["--timeout"]).contains("--timeout"));
         assert!(usage(&["--watch", "fast"]).contains("--watch"));
         assert!(usage(&["--url", "https://h/"]).contains("https is not supported"));
+        let with_password = usage(&["--url", "http://user:hunter2@h/"]);
+        assert!(with_password.contains("credentials") && !with_password.contains("hunter2"));
         assert!(
             usage(&["--ready", "--url", "http://h/livez"]).contains("--url already names a path")
         );

@@ -50,13 +50,16 @@ impl Target {
                 "HEALTH_ADDR is set but empty (expected host:port, e.g. 0.0.0.0:8081)".into(),
             );
         }
-        let (host, port) = parse_authority(addr)
-            .map_err(|e| format!("HEALTH_ADDR={}: {e}", crate::sanitize::clean(addr, 80)))?;
+        // Never echo something that looks like it carries credentials.
+        let shown = if addr.contains('@') {
+            "(value withheld)".to_owned()
+        } else {
+            crate::sanitize::clean(addr, 80)
+        };
+        let (host, port) =
+            parse_authority(addr).map_err(|e| format!("HEALTH_ADDR={shown}: {e}"))?;
         let port = port.ok_or_else(|| {
-            format!(
-                "HEALTH_ADDR={}: missing port (expected host:port, e.g. 0.0.0.0:8081)",
-                crate::sanitize::clean(addr, 80)
-            )
+            format!("HEALTH_ADDR={shown}: missing port (expected host:port, e.g. 0.0.0.0:8081)")
         })?;
         Ok(Target {
             host,
@@ -274,6 +277,11 @@ mod tests {
         assert!(addr("::1:8081").unwrap_err().contains("brackets"));
         assert!(addr("[::1:8081").unwrap_err().contains("unclosed"));
         assert!(addr("bad_host:1").unwrap_err().contains("not a valid host"));
+        let secret = addr("user:hunter2@h:1").unwrap_err();
+        assert!(
+            secret.contains("withheld") && !secret.contains("hunter2"),
+            "{secret}"
+        );
     }
 
     #[test]
