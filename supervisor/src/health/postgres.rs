@@ -31,13 +31,29 @@ struct Failure {
     detail: String,
 }
 
-impl From<DbError> for Failure {
-    fn from(err: DbError) -> Self {
+impl Failure {
+    fn new(err: DbError, db: &DbConfig) -> Self {
         Failure {
             reason: err.cause().into(),
-            detail: err.to_string(),
+            detail: redact(&err.to_string(), db),
         }
     }
+}
+
+/// The server's messages can quote the user name (e.g. "password authentication failed for user ..."):
+/// log lines carry neither it nor, should it ever appear, the password.
+fn redact(text: &str, db: &DbConfig) -> String {
+    let mut text = text.to_owned();
+    let pg = db.pg_config();
+    if let Some(password) = pg.get_password().and_then(|p| std::str::from_utf8(p).ok()) {
+        if !password.is_empty() {
+            text = text.replace(password, "<password>");
+        }
+    }
+    if let Some(user) = pg.get_user().filter(|u| !u.is_empty()) {
+        text = text.replace(user, "<user>");
+    }
+    text
 }
 
 pub async fn refresh(db: DbConfig, shared: Arc<Shared>) {
@@ -136,7 +152,7 @@ async fn connect(db: &DbConfig) -> Result<Connection, DbError> {
 async fn check(db: &DbConfig, slot: &mut Option<Connection>) -> Result<Duration, Failure> {
     let connection = match slot.take() {
         Some(c) if !c.client.is_closed() => c,
-        _ => connect(db).await?,
+        _ => connect(db).await.map_err(|e| Failure::new(e, db))?,
     };
     let began = Instant::now();
     // A constant simple query: one round trip, nothing prepared.
@@ -146,14 +162,29 @@ async fn check(db: &DbConfig, slot: &mut Option<Connection>) -> Result<Duration,
             *slot = Some(connection);
             Ok(latency)
         }
-        Ok(Err(err)) => Err(DbError::Postgres(err).into()),
-        Err(_) => Err(DbError::Timeout(DEADLINE).into()),
+        Ok(Err(err)) => Err(Failure::new(DbError::Postgres(err), db)),
+        Err(_) => Err(Failure::new(DbError::Timeout(DEADLINE), db)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_and_password_are_redacted() {
+        let db =
+            DbConfig::parse("postgres://reporting_user:s3cr3t@127.0.0.1:5432/app?sslmode=disable")
+                .unwrap();
+        let text = redact(
+            "password authentication failed for user \"reporting_user\" (s3cr3t)",
+            &db,
+        );
+        assert_eq!(
+            text,
+            "password authentication failed for user \"<user>\" (<password>)"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_refresh_period() {
