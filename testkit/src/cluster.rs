@@ -124,6 +124,11 @@ impl PgCluster {
         &self.data_dir
     }
 
+    /// The directory holding the server's unix socket (`.s.PGSQL.PORT`; local connections are trusted).
+    pub fn socket_dir(&self) -> &Path {
+        self.root.path()
+    }
+
     /// The server's log (stdout and stderr of postgres), for assertions and failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

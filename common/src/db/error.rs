@@ -5,14 +5,57 @@ use std::time::Duration;
 
 use crate::duration::format_duration;
 
-/// A failed database operation. `Display` carries PostgreSQL's and the OS's reasons, never a password.
-#[derive(Debug, thiserror::Error)]
+/// A failed database operation. `Display` is one line with PostgreSQL's or the OS's reason (for logs); it never
+/// carries a password, and leaves out the server's DETAIL, which can quote row values.
+#[derive(Debug)]
 pub enum DbError {
     /// The attempt did not finish within its deadline.
-    #[error("timed out after {}", format_duration(*.0))]
     Timeout(Duration),
-    #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        DbError::Postgres(err)
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Timeout(deadline) => {
+                write!(f, "timed out after {}", format_duration(*deadline))
+            }
+            DbError::Postgres(err) => {
+                if let Some(db) = err.as_db_error() {
+                    return write!(
+                        f,
+                        "{} {}: {}",
+                        db.severity(),
+                        db.code().code(),
+                        db.message()
+                    );
+                }
+                // tokio-postgres' own Display is only the kind ("error connecting to server"): add the causes.
+                write!(f, "{err}")?;
+                let mut source = std::error::Error::source(err);
+                while let Some(inner) = source {
+                    write!(f, ": {inner}")?;
+                    source = inner.source();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Timeout(_) => None,
+            DbError::Postgres(err) => Some(err),
+        }
+    }
 }
 
 impl DbError {

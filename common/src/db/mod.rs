@@ -249,9 +249,15 @@ impl DbConfig {
         self.tls.clone()
     }
 
-    /// Connects, bounding the whole attempt (DNS, TCP, TLS, authentication) by `deadline`, spawns the
+    /// Connects, bounding the whole attempt (DNS, TCP, TLS, authentication) by `deadline` (or the URL's
+    /// `connect_timeout` when shorter), spawns the
     /// connection task on the current tokio runtime and returns the client.
     pub async fn connect(&self, deadline: Duration) -> Result<tokio_postgres::Client, DbError> {
+        // libpq's connect_timeout bounds the whole attempt; tokio-postgres' only bounds the TCP connect.
+        let deadline = match self.pg.get_connect_timeout() {
+            Some(timeout) => deadline.min(*timeout),
+            None => deadline,
+        };
         let attempt = self.pg.connect(self.tls.clone());
         let (client, connection) = tokio::time::timeout(deadline, attempt)
             .await
