@@ -8,5 +8,8 @@ pub fn build() -> Router {
     crate::health::register_routes(&mut router);
     crate::openapi::register_routes(&mut router);
     crate::accounts::register_routes(&mut router);
+    crate::entries::register_routes(&mut router);
+    crate::imports::register_routes(&mut router);
+    crate::summary::register_routes(&mut router);
     router
 }

@@ -1,0 +1,213 @@
+//! `/api/import/*` routes and their OpenAPI description.
+
+use http::{header, Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::multipart::{file_field, MultipartError};
+use super::{store, tempo, toggl, toggl_csv, Parsed};
+use crate::auth::authenticate;
+use crate::entries::handlers::{responses, security};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::{
+    decode_json, ok_json, read_body, require_json_content_type, Body, UPLOAD_BODY_LIMIT,
+};
+use crate::query::Query;
+use crate::router::{Ctx, Router};
+use crate::summary::timezone;
+
+const IMPORT_ERRORS: [u16; 7] = [400, 401, 403, 413, 415, 422, 503];
+
+fn import_result() -> Value {
+    json!({"200": {"description": "Counts of what the import did; a re-import reports every entry unchanged",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ImportResult"}}}}})
+}
+
+fn tz_parameter() -> Value {
+    json!({"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC"},
+           "description": "IANA time zone of the file's wall-clock times (e.g. Europe/Berlin)"})
+}
+
+const IDEMPOTENCE: &str = "All or nothing, in one transaction: any invalid item gives 422 listing every problem and writes nothing. Idempotent: entries are matched by (source, external id); identical ones are left untouched. An id repeated in one file with identical content counts once; with different content it is a 422 problem.";
+
+pub fn register_routes(router: &mut Router) {
+    router.schema(
+        "ImportResult",
+        json!({
+            "type": "object",
+            "required": ["inserted", "updated", "unchanged"],
+            "properties": {
+                "inserted": {"type": "integer", "minimum": 0},
+                "updated": {"type": "integer", "minimum": 0},
+                "unchanged": {"type": "integer", "minimum": 0}
+            }
+        }),
+    );
+    router.schema(
+        "TogglTimeEntry",
+        json!({
+            "type": "object",
+            "description": "A Toggl Track API v9 time entry; other fields are ignored.",
+            "required": ["id", "start", "duration"],
+            "properties": {
+                "id": {"type": ["integer", "string"], "minimum": 0},
+                "start": {"type": "string", "format": "date-time"},
+                "stop": {"type": ["string", "null"]},
+                "duration": {"type": "number", "description": "Seconds; negative while running (skipped)"},
+                "description": {"type": ["string", "null"]},
+                "project_id": {"type": ["integer", "null"], "minimum": 0},
+                "project_name": {"type": ["string", "null"]},
+                "server_deleted_at": {"type": ["string", "null"], "description": "Deleted entries are skipped"}
+            }
+        }),
+    );
+    router.schema(
+        "TempoWorklog",
+        json!({
+            "type": "object",
+            "description": "A Tempo REST API v4 worklog; other fields are ignored.",
+            "required": ["tempoWorklogId", "timeSpentSeconds", "startDate"],
+            "properties": {
+                "tempoWorklogId": {"type": ["integer", "string"], "minimum": 0},
+                "issue": {"type": ["object", "null"], "properties": {"key": {"type": "string"}, "id": {"type": ["integer", "string"]}}},
+                "timeSpentSeconds": {"type": "number", "minimum": 0},
+                "startDate": {"type": "string", "format": "date"},
+                "startTime": {"type": ["string", "null"], "description": "HH:MM:SS, default 00:00:00"},
+                "description": {"type": ["string", "null"]}
+            }
+        }),
+    );
+
+    router.add(
+        Method::POST,
+        "/api/import/toggl",
+        json!({
+            "summary": "Import Toggl Track time entries (API v9 JSON)",
+            "description": format!("A JSON array as GET /me/time_entries returns it (source `toggl`). Running entries (duration < 0) and deleted ones are skipped. {IDEMPOTENCE} Body limit 10 MiB."),
+            "tags": ["imports"],
+            "security": security(),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/TogglTimeEntry"}}}}},
+            "responses": responses(import_result(), &IMPORT_ERRORS),
+        }),
+        import_toggl,
+    );
+    router.add(
+        Method::POST,
+        "/api/import/tempo",
+        json!({
+            "summary": "Import Tempo worklogs (REST API v4 JSON)",
+            "description": format!("`{{\"results\": [...]}}` as GET /4/worklogs returns it, or a bare array (source `tempo`). The project is the issue key (or id). {IDEMPOTENCE} Body limit 10 MiB."),
+            "tags": ["imports"],
+            "security": security(),
+            "parameters": [tz_parameter()],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
+                {"type": "array", "items": {"$ref": "#/components/schemas/TempoWorklog"}},
+                {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/TempoWorklog"}}}}
+            ]}}}},
+            "responses": responses(import_result(), &IMPORT_ERRORS),
+        }),
+        import_tempo,
+    );
+    router.add(
+        Method::POST,
+        "/api/import/csv",
+        json!({
+            "summary": "Import a Toggl Track detailed-report CSV export",
+            "description": format!("multipart/form-data with the CSV in the field `file` (source `toggl-csv`; UTF-8, a BOM is fine). Needs the columns Start date, Start time and Duration (HH:MM:SS) or End date and End time; User, Email, Project and Description are used when present. The report has no ids: an entry is identified by a SHA-256 of user, email, start and end, numbered among identical rows, so identical rows stay distinct entries. Problems are listed by line. {IDEMPOTENCE} Upload limit 10 MiB."),
+            "tags": ["imports"],
+            "security": security(),
+            "parameters": [tz_parameter()],
+            "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "contentMediaType": "text/csv"}}
+            }}}},
+            "responses": responses(import_result(), &IMPORT_ERRORS),
+        }),
+        import_csv,
+    );
+}
+
+/// The `tz` query parameter as the database spells it (UTC when absent).
+async fn import_tz(req: &Request<Incoming>, ctx: &Ctx) -> ApiResult<String> {
+    let query = Query::from_request(req);
+    query.reject_unknown(&["tz"])?;
+    let name = query.get("tz")?.unwrap_or("UTC").to_owned();
+    let client = ctx.state.db().await?;
+    timezone::resolve(&client, "tz", &name).await
+}
+
+/// Reads a JSON import body (up to the upload limit); syntax errors are 400s.
+async fn read_json_document(req: Request<Incoming>) -> ApiResult<Value> {
+    require_json_content_type(req.headers())?;
+    let bytes = read_body(req, UPLOAD_BODY_LIMIT).await?;
+    decode_json(&bytes)
+}
+
+async fn store_parsed(
+    ctx: &Ctx,
+    user_id: uuid::Uuid,
+    source: &str,
+    tz: &str,
+    parsed: Result<Parsed, Vec<Problem>>,
+) -> ApiResult<Response<Body>> {
+    let parsed = parsed.map_err(ApiError::validation)?;
+    let mut client = ctx.state.db().await?;
+    let counts = store::import(&mut client, user_id, source, tz, parsed.records).await?;
+    tracing::info!(
+        source,
+        inserted = counts.inserted,
+        updated = counts.updated,
+        unchanged = counts.unchanged,
+        skipped = parsed.skipped,
+        "import stored"
+    );
+    Ok(ok_json(&counts))
+}
+
+async fn import_toggl(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
+    let user = authenticate(&req, &ctx.state).await?;
+    Query::from_request(&req).reject_unknown(&[])?;
+    let document = read_json_document(req).await?;
+    store_parsed(&ctx, user.id, toggl::SOURCE, "UTC", toggl::parse(&document)).await
+}
+
+async fn import_tempo(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
+    let user = authenticate(&req, &ctx.state).await?;
+    let tz = import_tz(&req, &ctx).await?;
+    let document = read_json_document(req).await?;
+    store_parsed(&ctx, user.id, tempo::SOURCE, &tz, tempo::parse(&document)).await
+}
+
+async fn import_csv(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
+    let user = authenticate(&req, &ctx.state).await?;
+    let tz = import_tz(&req, &ctx).await?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if content_type.is_none() {
+        return Err(ApiError::unsupported_media_type("multipart/form-data"));
+    }
+    let body = read_body(req, UPLOAD_BODY_LIMIT).await?;
+    let file = file_field(content_type.as_deref(), body)
+        .await
+        .map_err(|e| match e {
+            MultipartError::NotMultipart => ApiError::unsupported_media_type("multipart/form-data"),
+            MultipartError::MissingFile => ApiError::invalid_field(
+                "file",
+                "is required: send the CSV export as the form field `file`",
+            ),
+            MultipartError::Malformed(_) => {
+                ApiError::bad_request("malformed_multipart", e.to_string())
+            }
+        })?;
+    store_parsed(
+        &ctx,
+        user.id,
+        toggl_csv::SOURCE,
+        &tz,
+        toggl_csv::parse(&file),
+    )
+    .await
+}

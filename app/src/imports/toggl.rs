@@ -1,0 +1,233 @@
+//! Toggl Track API v9 time entries: a JSON array as `GET /me/time_entries` returns it.
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{check_common, dedupe, problem, ImportRecord, Location, Parsed, Problem, StartTime};
+use crate::entries::model::{check_date, check_external_id};
+
+pub const SOURCE: &str = "toggl";
+
+/// Parses a Toggl v9 time-entry array.
+///
+/// Running entries (negative `duration`) and entries Toggl marks deleted
+/// (`server_deleted_at`) are skipped. `project_name` (present with `meta=true`)
+/// names the project, else the numeric `project_id`, else none.
+pub fn parse(document: &Value) -> Result<Parsed, Vec<Problem>> {
+    let Some(items) = document.as_array() else {
+        return Err(vec![problem(
+            Location::Document,
+            None,
+            "expected a JSON array of Toggl time entries",
+        )]);
+    };
+    let mut problems = Vec::new();
+    let mut records = Vec::with_capacity(items.len());
+    let mut skipped = 0;
+    for (index, item) in items.iter().enumerate() {
+        match parse_item(index, item, &mut problems) {
+            Item::Record(record) => records.push((Location::Index(index), record)),
+            Item::Skipped => skipped += 1,
+            Item::Invalid => {}
+        }
+    }
+    let records = dedupe(records, "id", &mut problems);
+    if problems.is_empty() {
+        Ok(Parsed { records, skipped })
+    } else {
+        Err(problems)
+    }
+}
+
+enum Item {
+    Record(ImportRecord),
+    Skipped,
+    Invalid,
+}
+
+fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
+    let at = Location::Index(index);
+    let before = problems.len();
+    let Some(object) = item.as_object() else {
+        problems.push(problem(at, None, "expected a JSON object"));
+        return Item::Invalid;
+    };
+    let mut report = |field: &str, message: &str| {
+        problems.push(problem(at, Some(field), message));
+    };
+
+    let external_id = match object.get("id") {
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.to_string(),
+        Some(Value::String(s)) => match check_external_id(s) {
+            Ok(()) => s.clone(),
+            Err(m) => {
+                report("id", &m);
+                String::new()
+            }
+        },
+        None | Some(Value::Null) => {
+            report("id", "is required");
+            String::new()
+        }
+        Some(_) => {
+            report("id", "must be a non-negative integer or a string");
+            String::new()
+        }
+    };
+
+    let duration_seconds = match object.get("duration") {
+        Some(Value::Number(n)) => n.as_f64(),
+        None | Some(Value::Null) => {
+            report("duration", "is required (seconds)");
+            None
+        }
+        Some(_) => {
+            report("duration", "must be a number of seconds");
+            None
+        }
+    };
+
+    let start = match object.get("start") {
+        Some(Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(start) => match check_date(start) {
+                Ok(()) => Some(start),
+                Err(m) => {
+                    report("start", &m);
+                    None
+                }
+            },
+            Err(_) => {
+                report("start", "must be an RFC 3339 date-time");
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            report("start", "is required");
+            None
+        }
+        Some(_) => {
+            report("start", "must be an RFC 3339 date-time string");
+            None
+        }
+    };
+
+    let description = match object.get("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            report("description", "must be a string or null");
+            String::new()
+        }
+    };
+
+    let project = match (object.get("project_name"), object.get("project_id")) {
+        (Some(Value::String(name)), _) => name.clone(),
+        (None | Some(Value::Null), None | Some(Value::Null)) => String::new(),
+        (None | Some(Value::Null), Some(Value::Number(id))) if id.as_u64().is_some() => {
+            id.to_string()
+        }
+        (None | Some(Value::Null), Some(_)) => {
+            report("project_id", "must be a non-negative integer or null");
+            String::new()
+        }
+        (Some(_), _) => {
+            report("project_name", "must be a string or null");
+            String::new()
+        }
+    };
+
+    let deleted = !matches!(object.get("server_deleted_at"), None | Some(Value::Null));
+    if let Some(seconds) = duration_seconds {
+        // Toggl marks a running entry with a negative duration (-start epoch).
+        if seconds < 0.0 || deleted {
+            return if problems.len() == before {
+                Item::Skipped
+            } else {
+                Item::Invalid
+            };
+        }
+    }
+    let duration = duration_seconds.map_or(0.0, |s| s / 3600.0);
+    check_common(at, "duration", duration, &project, &description, problems);
+
+    match (start, problems.len() == before) {
+        (Some(start), true) => Item::Record(ImportRecord {
+            external_id,
+            start: StartTime::Utc(start),
+            duration,
+            project,
+            description,
+        }),
+        _ => Item::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_entries_and_skips_running_and_deleted_ones() {
+        let parsed = parse(&json!([
+            {"id": 3_421_337_001_u64, "workspace_id": 7, "project_id": 55, "project_name": "Clïent wörk",
+             "start": "2024-03-10T23:30:00+01:00", "stop": "2024-03-11T01:00:00+01:00",
+             "duration": 5400, "description": "across midnight", "tags": ["a"]},
+            {"id": 2, "start": "2024-03-10T09:00:00Z", "duration": -1_710_061_200, "description": "running"},
+            {"id": 3, "start": "2024-03-10T09:00:00Z", "duration": 60, "server_deleted_at": "2024-03-11T00:00:00Z"},
+            {"id": 4, "start": "2024-03-10T09:00:00Z", "duration": 900, "project_id": 12, "description": null},
+            {"id": 5, "start": "2024-03-10T09:00:00Z", "duration": 0, "project_id": null}
+        ]))
+        .unwrap();
+        assert_eq!(parsed.skipped, 2);
+        let r = &parsed.records;
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].external_id, "3421337001");
+        assert_eq!(r[0].duration, 1.5);
+        assert_eq!(r[0].project, "Clïent wörk");
+        assert_eq!(
+            r[0].start,
+            StartTime::Utc(time::macros::datetime!(2024-03-10 22:30 UTC))
+        );
+        assert_eq!(r[1].project, "12");
+        assert_eq!(r[1].description, "");
+        assert_eq!(r[1].duration, 0.25);
+        assert_eq!(r[2].project, "");
+    }
+
+    #[test]
+    fn lists_every_problem_by_index() {
+        let problems = parse(&json!([
+            {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": 60},
+            {"start": "yesterday", "duration": "1h"},
+            "not an object",
+            {"id": -4, "start": "2024-03-10T09:00:00Z", "duration": 60, "description": 5},
+            {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": 120}
+        ]))
+        .unwrap_err();
+        let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .iter()
+            .map(|p| (p.index, p.field.as_deref()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (Some(1), Some("id")),
+                (Some(1), Some("duration")),
+                (Some(1), Some("start")),
+                (Some(2), None),
+                (Some(3), Some("id")),
+                (Some(3), Some("description")),
+                (Some(4), Some("id")),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_a_non_array_document() {
+        let problems = parse(&json!({"data": []})).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].index.is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! `GET /api/summary`: hours and entry counts per day, project or source,
+//! computed by PostgreSQL (days cut in the caller's time zone, DST included).
+
+pub mod handlers;
+pub mod timezone;
+
+pub use handlers::register_routes;
+
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+
+const PARAMETERS: [&str; 4] = ["from", "to", "tz", "group_by"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Day,
+    Project,
+    Source,
+}
+
+impl GroupBy {
+    fn parse(text: &str) -> Option<GroupBy> {
+        match text {
+            "day" => Some(GroupBy::Day),
+            "project" => Some(GroupBy::Project),
+            "source" => Some(GroupBy::Source),
+            _ => None,
+        }
+    }
+
+    /// The grouping key; for days `$2` is the time zone. Fixed fragments only.
+    fn key_sql(self) -> &'static str {
+        match self {
+            GroupBy::Day => "to_char((date AT TIME ZONE $2)::date, 'YYYY-MM-DD')",
+            GroupBy::Project => "project",
+            GroupBy::Source => "source",
+        }
+    }
+}
+
+/// The validated query of a summary request (the zone still unchecked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryParams {
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub tz: String,
+    pub group_by: GroupBy,
+}
+
+impl SummaryParams {
+    pub fn parse(query: &Query) -> ApiResult<SummaryParams> {
+        query.reject_unknown(&PARAMETERS)?;
+        let from = query.timestamp_opt("from")?;
+        let to = query.timestamp_opt("to")?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if to < from {
+                return Err(ApiError::invalid_parameter(
+                    "to",
+                    "must not be before `from`",
+                ));
+            }
+        }
+        let tz = match query.get("tz")? {
+            None => "UTC".to_owned(),
+            Some(tz) if tz.is_empty() || tz.len() > 64 => {
+                return Err(ApiError::invalid_parameter(
+                    "tz",
+                    "must be an IANA time zone name (e.g. Europe/Berlin)",
+                ))
+            }
+            Some(tz) => tz.to_owned(),
+        };
+        let group_by = match query.get("group_by")? {
+            None => GroupBy::Day,
+            Some(text) => GroupBy::parse(text).ok_or_else(|| {
+                ApiError::invalid_parameter("group_by", "must be one of day, project, source")
+            })?,
+        };
+        Ok(SummaryParams {
+            from,
+            to,
+            tz,
+            group_by,
+        })
+    }
+}
+
+/// One group of the summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub key: String,
+    pub hours: f64,
+    pub entries: i64,
+}
+
+/// The aggregate, ordered by key (days chronologically).
+pub fn summary_sql(params: &SummaryParams) -> String {
+    let mut sql = format!(
+        "SELECT {} AS key, sum(duration) AS hours, count(*) AS entries
+         FROM time_entries WHERE user_id = $1",
+        params.group_by.key_sql()
+    );
+    let mut n = if params.group_by == GroupBy::Day {
+        2
+    } else {
+        1
+    };
+    if params.from.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND date >= ${n}"));
+    }
+    if params.to.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND date < ${n}"));
+    }
+    sql.push_str(" GROUP BY 1 ORDER BY 1");
+    sql
+}
+
+/// Runs the summary; `tz` must come from [`timezone::resolve`].
+pub async fn summarize(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    params: &SummaryParams,
+    tz: &str,
+) -> Result<Vec<SummaryRow>, tokio_postgres::Error> {
+    let sql = summary_sql(params);
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&user_id];
+    if params.group_by == GroupBy::Day {
+        args.push(&tz);
+    }
+    if let Some(from) = &params.from {
+        args.push(from);
+    }
+    if let Some(to) = &params.to {
+        args.push(to);
+    }
+    let statement = db.prepare_cached(&sql).await?;
+    let rows = db.query(&statement, &args).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SummaryRow {
+                key: row.try_get(0)?,
+                hours: row.try_get(1)?,
+                entries: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> ApiResult<SummaryParams> {
+        SummaryParams::parse(&Query::parse(Some(q)))
+    }
+
+    #[test]
+    fn defaults_to_days_in_utc() {
+        let p = parse("").unwrap();
+        assert_eq!((p.tz.as_str(), p.group_by), ("UTC", GroupBy::Day));
+        let p = parse("tz=Europe/Berlin&group_by=project&from=2024-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            (p.tz.as_str(), p.group_by),
+            ("Europe/Berlin", GroupBy::Project)
+        );
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named() {
+        for (q, name) in [
+            ("group_by=week", "group_by"),
+            ("group_by=", "group_by"),
+            ("tz=", "tz"),
+            ("from=2024", "from"),
+            ("to=2024-01-01T00:00:00Z&from=2024-02-01T00:00:00Z", "to"),
+            ("tz=UTC&tz=UTC", "tz"),
+            ("zone=UTC", "zone"),
+        ] {
+            let err = parse(q).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{q}");
+            assert_eq!(err.field(), Some(name), "{q}");
+        }
+    }
+
+    #[test]
+    fn sql_uses_the_zone_only_for_days() {
+        let p = parse("group_by=day&from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z").unwrap();
+        let sql = summary_sql(&p);
+        assert!(
+            sql.contains("AT TIME ZONE $2")
+                && sql.contains("date >= $3")
+                && sql.contains("date < $4"),
+            "{sql}"
+        );
+        let p = parse("group_by=source&from=2024-01-01T00:00:00Z").unwrap();
+        let sql = summary_sql(&p);
+        assert!(!sql.contains("$2::") && sql.contains("date >= $2"), "{sql}");
+    }
+}
