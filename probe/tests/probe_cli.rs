@@ -458,3 +458,48 @@ fn help_and_version_exit_0() {
         format!("probe {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn recorded_supervisor_answers_give_the_expected_verdicts() {
+    let cases = [
+        (
+            "/health",
+            200,
+            "application/health+json",
+            "supervisor-pass.json",
+            0,
+            "pass: supervisor=pass app=pass postgres=pass migrations=pass (",
+        ),
+        (
+            "/health",
+            503,
+            "application/health+json",
+            "supervisor-fail.json",
+            1,
+            "fail: postgres=fail(connection refused)\n",
+        ),
+        (
+            "/readyz?verbose",
+            200,
+            "text/plain; charset=utf-8",
+            "readyz-pass.txt",
+            0,
+            "pass: supervisor=pass app=pass postgres=pass (",
+        ),
+        (
+            "/readyz?verbose",
+            503,
+            "text/plain; charset=utf-8",
+            "supervisor-readyz-fail.txt",
+            1,
+            "fail: postgres=fail(connection refused)\n",
+        ),
+    ];
+    for (path, status, content_type, name, code, expected) in cases {
+        let body = fixture(name);
+        let server = HttpServer::answering(Answer::new(status, content_type, body));
+        let run = run_probe(&["--url", &server.url(path)], &[]);
+        assert_eq!(run.code, code, "{name}: {}", run.stdout);
+        assert!(run.stdout.starts_with(expected), "{name}: {}", run.stdout);
+    }
+}

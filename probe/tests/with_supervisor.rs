@@ -1,0 +1,166 @@
+//! The probe against the real supervisor and a real PostgreSQL: pass while everything runs, fail naming
+//! postgres when the database stops, unreachable once the supervisor is gone.
+//!
+//! Needs target/debug/supervisor (`cargo build -p supervisor`).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{run_probe, wait_exit, Run};
+use testkit::{PgCluster, TempDir};
+
+/// The supervisor with `sleep` as its child; SIGKILLed if the test fails before stopping it.
+struct Supervisor {
+    child: Option<Child>,
+    log: std::path::PathBuf,
+}
+
+impl Supervisor {
+    fn start(database_url: &str, health_addr: &str, dir: &TempDir) -> Supervisor {
+        let log = dir.path().join("supervisor.log");
+        let child = Command::new(testkit::bin_path("supervisor"))
+            .args(["--", "/bin/sleep", "600"])
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("HEALTH_ADDR", health_addr)
+            .env("CHILD_CHECK", "none")
+            .env("DB_WAIT", "30s")
+            .env("STOP_GRACE", "2s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("creating the supervisor log"))
+            .spawn()
+            .expect("spawning the supervisor");
+        Supervisor {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) -> i32 {
+        let mut child = self.child.take().expect("supervisor running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM to the supervisor");
+        wait_exit(&mut child, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the probe until `accept` holds (each run is bounded by the probe's own 2 s deadline); panics with the
+/// last answer after `within`.
+fn probe_until(
+    args: &[&str],
+    env: &[(&str, &str)],
+    what: &str,
+    within: Duration,
+    accept: impl Fn(&Run) -> bool,
+) -> Run {
+    let deadline = Instant::now() + within;
+    loop {
+        let run = run_probe(args, env);
+        if accept(&run) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {within:?}; last answer: {} {}",
+            run.code,
+            run.stdout
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn probe_follows_the_real_supervisor_and_database() {
+    let cluster = PgCluster::start();
+    let database = cluster.create_database();
+    let dir = TempDir::new("probe-supervisor");
+    let port = testkit::free_port();
+    let health_addr = format!("0.0.0.0:{port}");
+    let env = [("HEALTH_ADDR", health_addr.as_str())];
+    let mut supervisor =
+        Supervisor::start(&cluster.url(&database), &format!("127.0.0.1:{port}"), &dir);
+
+    let pass = probe_until(&[], &env, "probe to pass", Duration::from_secs(45), |run| {
+        run.code == 0
+    });
+    assert!(
+        pass.stdout
+            .starts_with("pass: supervisor=pass app=pass postgres=pass"),
+        "{}\nsupervisor log:\n{}",
+        pass.stdout,
+        supervisor.log()
+    );
+    assert_eq!(pass.stdout.lines().count(), 1);
+
+    let ready = run_probe(&["--ready"], &env);
+    assert_eq!(ready.code, 0, "{}", ready.stdout);
+    assert!(ready.stdout.contains("postgres=pass"), "{}", ready.stdout);
+
+    let json = run_probe(&["--json"], &env);
+    assert_eq!(json.code, 0);
+    let document: serde_json::Value =
+        serde_json::from_str(&json.stdout).expect("--json prints JSON");
+    assert_eq!(document["status"], "pass");
+    assert_eq!(
+        document["checks"]["postgres:responseTime"][0]["observedUnit"],
+        "ms"
+    );
+
+    let verbose = run_probe(&["--verbose"], &env);
+    assert_eq!(verbose.code, 0);
+    assert!(verbose
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("postgres:responseTime") && l.contains(" ms")));
+
+    cluster.stop();
+    let fail = probe_until(
+        &[],
+        &env,
+        "probe to fail once the database stops",
+        Duration::from_secs(20),
+        |run| run.code == 1,
+    );
+    assert!(
+        fail.stdout.starts_with("fail: postgres=fail("),
+        "{}\nsupervisor log:\n{}",
+        fail.stdout,
+        supervisor.log()
+    );
+    assert!(!fail.stdout.contains(cluster.password()));
+    let ready = run_probe(&["--ready"], &env);
+    assert_eq!(ready.code, 1);
+    assert!(
+        ready.stdout.starts_with("fail: postgres=fail"),
+        "{}",
+        ready.stdout
+    );
+    // Liveness does not depend on the database.
+    let live = run_probe(&["--live"], &env);
+    assert_eq!(live.code, 0, "{}", live.stdout);
+
+    supervisor.stop();
+    let gone = run_probe(&[], &env);
+    assert_eq!(gone.code, 1);
+    assert_eq!(
+        gone.stdout,
+        format!("fail: cannot connect to 127.0.0.1:{port}: connection refused\n")
+    );
+}
