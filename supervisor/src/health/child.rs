@@ -177,14 +177,15 @@ async fn get(uri: &Uri) -> Result<(), Failure> {
         .body(Empty::<Bytes>::new())
         .map_err(|e| Failure::new(Reason::NotResponding, format!("GET {uri}: {e}")))?;
     // The connection is driven here rather than in a task of its own, so that a deadline drops it.
-    tokio::pin!(connection);
+    let response = sender.send_request(request);
+    tokio::pin!(connection, response);
     let response = tokio::select! {
-        response = sender.send_request(request) => response.map_err(failed)?,
+        biased;
+        response = &mut response => response.map_err(failed)?,
         ended = &mut connection => {
-            return Err(match ended {
-                Ok(()) => Failure::new(Reason::NotResponding, format!("GET {uri}: closed without an answer")),
-                Err(e) => failed(e),
-            });
+            ended.map_err(failed)?;
+            // Closed after answering (`Connection: close`): the answer, if any, is ready now.
+            response.await.map_err(failed)?
         }
     };
     if response.status().is_success() {

@@ -40,18 +40,19 @@ impl Failure {
     }
 }
 
-/// The server's messages can quote the user name (e.g. "password authentication failed for user ..."):
-/// log lines carry neither it nor, should it ever appear, the password.
+/// The server's messages quote the user name (e.g. `password authentication failed for user "..."`): log
+/// lines carry neither it nor, should it ever appear, the password. Only quoted names and passwords of
+/// some length are replaced, so that a short name cannot mangle the rest of the message.
 fn redact(text: &str, db: &DbConfig) -> String {
     let mut text = text.to_owned();
     let pg = db.pg_config();
     if let Some(password) = pg.get_password().and_then(|p| std::str::from_utf8(p).ok()) {
-        if !password.is_empty() {
+        if password.len() >= 4 {
             text = text.replace(password, "<password>");
         }
     }
     if let Some(user) = pg.get_user().filter(|u| !u.is_empty()) {
-        text = text.replace(user, "<user>");
+        text = text.replace(&format!("\"{user}\""), "\"<user>\"");
     }
     text
 }
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(
             text,
             "password authentication failed for user \"<user>\" (<password>)"
+        );
+        let db = DbConfig::parse("postgres://u:p@127.0.0.1:5432/app?sslmode=disable").unwrap();
+        assert_eq!(
+            redact("Connection refused; role \"u\" does not exist", &db),
+            "Connection refused; role \"<user>\" does not exist"
         );
     }
 

@@ -1,0 +1,132 @@
+//! The child checks with real processes and signals: stopped, killed, an HTTP endpoint that fails or hangs,
+//! a TCP port that closes. Liveness never depends on the database.
+
+mod health_support;
+
+use health_support::{config, ChildEndpoint, ChildProcess, Harness, Mode, Reply, SECOND};
+use nix::sys::signal::Signal;
+use supervisor::health::{ChildCheck, Details};
+use supervisor::state::Phase;
+
+/// Nothing listens there: the database is down for all of these tests.
+fn unreachable_database() -> String {
+    format!(
+        "postgres://u:p@127.0.0.1:{}/d?sslmode=disable",
+        testkit::free_port()
+    )
+}
+
+fn alive(reply: &Reply) -> bool {
+    reply.status == 200 && reply.body == "ok"
+}
+
+fn running_with(check: ChildCheck, child: &ChildProcess) -> Harness {
+    let health = Harness::start(config(check, Details::Auto), &unreachable_database());
+    health.state.set_child(Some(child.info()));
+    health.state.set_phase(Phase::Running);
+    health
+}
+
+fn not_responding(reply: &Reply) -> bool {
+    reply.status == 503 && reply.body.contains("[-]app failed: not responding\n")
+}
+
+#[test]
+fn a_stopped_child_is_not_responding_within_a_second() {
+    let mut child = ChildProcess::sleep();
+    let health = running_with(ChildCheck::None, &child);
+    // Alive although PostgreSQL is unreachable: liveness never depends on the database.
+    health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    assert!(alive(&health.get("/livez")));
+    assert_eq!(health.get("/readyz").status, 503);
+
+    child.signal(Signal::SIGSTOP);
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(not_responding(&live), "{live:?}");
+    assert!(took < SECOND, "{took:?}");
+    let json = health.get("/health").json();
+    assert_eq!(json["checks"]["app:uptime"][0]["output"], "not responding");
+
+    child.signal(Signal::SIGCONT);
+    let (_, took) = health.wait_for("/livez", 2 * SECOND, alive);
+    assert!(took < SECOND, "{took:?}");
+
+    child.kill();
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(live.body.contains("[-]app failed: exited\n"), "{live:?}");
+    assert!(took < SECOND, "{took:?}");
+}
+
+#[test]
+fn an_http_check_that_hangs_or_fails_is_not_responding() {
+    let endpoint = ChildEndpoint::start();
+    let child = ChildProcess::sleep();
+    let url = format!("http://{}/livez", endpoint.addr());
+    let health = running_with(ChildCheck::Http(url.parse().unwrap()), &child);
+    health.wait_for("/livez", 2 * SECOND, |r| r.status == 200);
+    let (app, _) = health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    assert_eq!(app.body, "ok");
+
+    // Accepts the connection and never answers.
+    endpoint.set_mode(Mode::Hang);
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(not_responding(&live), "{live:?}");
+    assert!(took < SECOND, "{took:?}");
+
+    endpoint.set_mode(Mode::Ok);
+    health.wait_for("/livez", 2 * SECOND, alive);
+
+    // Answers, but not with 2xx.
+    endpoint.set_mode(Mode::Unavailable);
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(not_responding(&live), "{live:?}");
+    assert!(took < SECOND, "{took:?}");
+
+    endpoint.set_mode(Mode::Ok);
+    health.wait_for("/livez", 2 * SECOND, alive);
+    let logs = health.logs.text();
+    assert!(logs.contains("child check failing"), "{logs}");
+    assert!(logs.contains("child check passing"), "{logs}");
+}
+
+#[test]
+fn a_closed_tcp_port_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let child = ChildProcess::sleep();
+    let health = running_with(ChildCheck::Tcp(target), &child);
+    health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    assert!(alive(&health.get("/livez")));
+
+    drop(listener);
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(
+        live.body.contains("[-]app failed: connection refused\n"),
+        "{live:?}"
+    );
+    assert!(took < SECOND, "{took:?}");
+}
+
+#[test]
+fn a_new_child_is_checked_afresh() {
+    let first = ChildProcess::sleep();
+    let health = running_with(ChildCheck::None, &first);
+    health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    first.signal(Signal::SIGSTOP);
+    health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+
+    // A restart replaces the child: the stopped one's result must not stick to the new pid.
+    let second = ChildProcess::sleep();
+    health.state.record_restart();
+    health.state.set_child(Some(second.info()));
+    let (_, took) = health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    assert!(took < SECOND, "{took:?}");
+    let json = health.get("/health").json();
+    assert_eq!(json["checks"]["app:uptime"][0]["pid"], second.pid());
+    assert_eq!(json["checks"]["app:uptime"][0]["restarts"], 1);
+    let metrics = health.get("/metrics").body;
+    assert!(
+        metrics.contains("supervisor_child_restarts_total 1"),
+        "{metrics}"
+    );
+}
