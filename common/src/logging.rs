@@ -1,6 +1,6 @@
 //! Process-wide logging: one event per line on stderr, as text or JSON.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -45,15 +45,18 @@ pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
 pub fn init() -> Result<(), ConfigError> {
     let format = LogFormat::from_env()?;
     let filter = filter_from_env()?;
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // A second call finds a subscriber already installed; keeping the first one is the intended outcome.
     let _already_installed = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal();
+            builder
+                .with_ansi(ansi)
+                .with_writer(move || OneLineStderr { ansi })
+                .try_init()
+        }
         LogFormat::Json => builder
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -61,4 +64,38 @@ pub fn init() -> Result<(), ConfigError> {
             .try_init(),
     };
     Ok(())
+}
+
+/// Writes text-format events to stderr with line breaks (and, without a terminal, escape characters) inside
+/// an event escaped, so each event stays one line and a logged value cannot forge another line.
+struct OneLineStderr {
+    ansi: bool,
+}
+
+impl Write for OneLineStderr {
+    /// The fmt layer hands over each formatted event in a single call, ending in its newline.
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        let (body, newline) = match event.strip_suffix(b"\n") {
+            Some(body) => (body, true),
+            None => (event, false),
+        };
+        let mut line = Vec::with_capacity(event.len() + 8);
+        for &byte in body {
+            match byte {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                0x1b if !self.ansi => line.extend_from_slice(b"\\x1b"),
+                _ => line.push(byte),
+            }
+        }
+        if newline {
+            line.push(b'\n');
+        }
+        std::io::stderr().lock().write_all(&line)?;
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

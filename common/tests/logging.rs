@@ -1,0 +1,118 @@
+//! logging::init in a child process (it installs a process-wide subscriber): format, filter, bad settings.
+
+use std::process::Command;
+
+/// Set in the child: emit events after init and exit.
+const CHILD: &str = "COMMON_LOGGING_TEST_CHILD";
+
+fn run_child(log_format: Option<&str>, rust_log: Option<&str>) -> (bool, String) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "logging_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env_remove("LOG_FORMAT")
+        .env_remove("RUST_LOG");
+    if let Some(format) = log_format {
+        command.env("LOG_FORMAT", format);
+    }
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The child's side: does nothing unless run by `run_child`.
+#[test]
+fn logging_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    if let Err(err) = common::logging::init() {
+        eprintln!("CONFIG ERROR {err}");
+        std::process::exit(78);
+    }
+    // A second call keeps the first subscriber and does not fail.
+    common::logging::init().expect("second init");
+    tracing::info!(answer = 42, "hello\nworld \u{1b}[31mred\r");
+    tracing::debug!("debug detail");
+    tracing::warn!(target: "noisy", "warned");
+}
+
+fn event_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("hello") || l.contains("debug detail") || l.contains("warned"))
+        .collect()
+}
+
+#[test]
+fn text_is_the_default_one_line_per_event_at_info() {
+    let (ok, stderr) = run_child(None, None);
+    assert!(ok, "{stderr}");
+    let lines = event_lines(&stderr);
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("answer=42"),
+        "{stderr}"
+    );
+    assert!(
+        lines[0].contains("hello\\nworld \\x1b[31mred\\r answer=42"),
+        "line breaks and escapes in messages are escaped: {stderr}"
+    );
+    assert!(
+        !stderr.contains("\u{1b}["),
+        "no colours when stderr is not a terminal: {stderr}"
+    );
+}
+
+#[test]
+fn json_lines_parse() {
+    let (ok, stderr) = run_child(Some("json"), Some("debug"));
+    assert!(ok, "{stderr}");
+    let lines = event_lines(&stderr);
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["timestamp"].is_string(), "{line}");
+    }
+    let first: serde_json::Value = serde_json::from_str(event_lines(&stderr)[0]).unwrap();
+    assert_eq!(first["message"], "hello\nworld \u{1b}[31mred\r");
+    assert_eq!(first["answer"], 42);
+}
+
+#[test]
+fn filter_is_applied() {
+    let (ok, stderr) = run_child(Some("text"), Some("warn"));
+    assert!(ok, "{stderr}");
+    let lines = event_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("warned"));
+}
+
+#[test]
+fn bad_settings_name_the_variable() {
+    let (ok, stderr) = run_child(Some("yaml"), None);
+    assert!(!ok);
+    assert!(
+        stderr.contains("CONFIG ERROR LOG_FORMAT: expected text or json, got \"yaml\""),
+        "{stderr}"
+    );
+
+    let (ok, stderr) = run_child(None, Some("info,foo=loud"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("CONFIG ERROR RUST_LOG: invalid filter"),
+        "{stderr}"
+    );
+}
