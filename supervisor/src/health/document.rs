@@ -113,7 +113,6 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
         rss_bytes: reading.and_then(|r| r.rss_bytes).filter(|_| details),
         output: output(verdict),
         time: reading.map_or_else(|| now.clone(), |r| rfc3339(r.time)),
-        ..Entry::default()
     };
 
     let verdict = snapshot.verdict(CheckName::Postgres, Probe::Ready);
