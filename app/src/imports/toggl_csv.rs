@@ -108,13 +108,14 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut records = Vec::new();
     let mut occurrences: HashMap<[u8; 32], u32> = HashMap::new();
+    let mut lines = LineCounter::new(bytes);
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line();
+        let fallback = reader.position().byte();
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line());
+                let line = lines.line_at(record.position().map_or(fallback, |p| p.byte()));
                 if record.len() != header.len() {
                     problems.push(problem(
                         Location::Line(line),
@@ -137,7 +138,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
                 }
             }
             Err(e) => {
-                problems.push(csv_problem(&e, line));
+                let byte = e.position().map_or(fallback, |p| p.byte());
+                problems.push(csv_problem(&e, lines.line_at(byte)));
                 // An I/O-level error leaves the reader where it was: stop.
                 if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
                     break;
@@ -155,13 +157,49 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
     }
 }
 
-fn csv_problem(e: &csv::Error, fallback_line: u64) -> Problem {
-    let line = e.position().map_or(fallback_line, |p| p.line());
+fn csv_problem(e: &csv::Error, line: u64) -> Problem {
     let message = match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8 (export the report as UTF-8)".to_owned(),
         _ => "could not be read as CSV".to_owned(),
     };
     problem(Location::Line(line), None, message)
+}
+
+/// One-based line numbers from byte offsets, counted incrementally.
+///
+/// The csv crate's own line count is one short after CRLF line ends (the LF is
+/// counted as part of the next record), and Toggl exports use CRLF.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the first character at or after `offset` that is not a line end.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut target = (offset as usize).min(self.bytes.len());
+        while target < self.bytes.len() && matches!(self.bytes[target], b'\r' | b'\n') {
+            target += 1;
+        }
+        if target >= self.offset {
+            let newlines = self.bytes[self.offset..target]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            self.line += newlines as u64;
+            self.offset = target;
+        }
+        self.line
+    }
 }
 
 fn parse_row(
@@ -375,6 +413,25 @@ mod tests {
             parse(b"Start date,Start time,Duration\n2024-03-10,09:00:00,01:00:00\n\xff\xfe,x,y\n")
                 .unwrap_err();
         assert_eq!(problems[0].line, Some(3));
+    }
+
+    #[test]
+    fn lines_are_counted_with_crlf_and_lf_alike() {
+        for end in ["\n", "\r\n"] {
+            let csv = [
+                "Start date,Start time,Duration",
+                "2024-03-10,09:00:00,bad",
+                "2024-03-10,09:00:00,01:00:00",
+                "2024-03-10,bad,01:00:00",
+            ]
+            .join(end);
+            let lines: Vec<Option<usize>> = parse(csv.as_bytes())
+                .unwrap_err()
+                .iter()
+                .map(|p| p.line)
+                .collect();
+            assert_eq!(lines, [Some(2), Some(4)], "{end:?}");
+        }
     }
 
     #[test]
