@@ -34,9 +34,14 @@ pub const DEFAULT_FILTER: &str = "info,refinery_core=warn,tokio_postgres=warn";
 /// Reads the `RUST_LOG` filter (default [`DEFAULT_FILTER`]), rejecting directives that do not parse.
 pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
     let directives = env_var("RUST_LOG")?.unwrap_or_else(|| DEFAULT_FILTER.to_owned());
-    EnvFilter::builder().parse(&directives).map_err(|err| {
+    let filter = EnvFilter::builder().parse(&directives).map_err(|err| {
         ConfigError::new("RUST_LOG", format!("invalid filter {directives:?}: {err}"))
-    })
+    })?;
+    // tokio-postgres logs every query's parameters at debug level (password hashes, session token
+    // hashes): capped whatever RUST_LOG says, so no secret reaches the log.
+    Ok(filter
+        .add_directive("tokio_postgres=info".parse().expect("valid directive"))
+        .add_directive("tokio_postgres::query=info".parse().expect("valid directive")))
 }
 
 /// Installs the global subscriber: `LOG_FORMAT=text|json` (default text), `RUST_LOG` filter (default `info`),
