@@ -205,9 +205,11 @@ fn refused_port_exits_1() {
 
 #[test]
 fn silent_listener_is_cut_off_at_the_2s_deadline() {
-    // Connections complete in the backlog and the request is buffered, but nobody ever answers.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    // Accepts, reads the request, and never answers.
+    let addr = raw_server(|mut stream| {
+        read_request_head(&mut stream);
+        let _ = stream.read(&mut [0u8; 1]);
+    });
     let run = run_probe(&[], &[("HEALTH_ADDR", &addr.to_string())]);
     assert_eq!(run.code, 1);
     assert_eq!(
@@ -219,7 +221,45 @@ fn silent_listener_is_cut_off_at_the_2s_deadline() {
         "took {:?}",
         run.elapsed
     );
+}
+
+#[test]
+fn unanswered_backlog_connection_honours_a_short_timeout() {
+    // Never accepted: the connection completes in the kernel's backlog and the request sits there.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let run = run_probe(
+        &["--timeout", "300ms"],
+        &[("HEALTH_ADDR", &addr.to_string())],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        format!("fail: no answer from {addr} within 300ms\n")
+    );
+    assert!(
+        run.elapsed >= Duration::from_millis(280) && run.elapsed < Duration::from_millis(900),
+        "took {:?}",
+        run.elapsed
+    );
     drop(listener);
+}
+
+#[test]
+fn ipv6_wildcard_means_ipv6_loopback() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback on this machine; nothing to test");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    // Refused on [::1] proves the wildcard was mapped to the IPv6 loopback, not to 127.0.0.1.
+    let run = run_probe(&[], &[("HEALTH_ADDR", &format!("[::]:{port}"))]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        format!("fail: cannot connect to [::1]:{port}: connection refused\n")
+    );
 }
 
 #[test]
@@ -502,4 +542,33 @@ fn recorded_supervisor_answers_give_the_expected_verdicts() {
         assert_eq!(run.code, code, "{name}: {}", run.stdout);
         assert!(run.stdout.starts_with(expected), "{name}: {}", run.stdout);
     }
+}
+
+#[test]
+fn host_names_are_resolved_within_the_deadline() {
+    let server = HttpServer::answering(Answer::health(200, &fixture("health-pass.json")));
+    let url = format!("http://localhost:{}/health", server.addr.port());
+    let run = run_probe(&["--url", &url], &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        server.seen()[0].host.as_deref(),
+        Some(format!("localhost:{}", server.addr.port()).as_str())
+    );
+
+    // `.invalid` never resolves (RFC 6761); whether the resolver says so at once or stays silent, the
+    // probe fails within its deadline.
+    let run = run_probe(&["--url", "http://health.invalid:8081/health"], &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .starts_with("fail: cannot resolve health.invalid: ")
+            || run.stdout == "fail: no answer from health.invalid:8081 within 2s\n",
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(2600),
+        "took {:?}",
+        run.elapsed
+    );
 }
