@@ -314,14 +314,42 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(err: tokio_postgres::Error) -> Self {
-        // A server-side SQL error (it has a SQLSTATE) is a bug or a constraint the handler did
-        // not map: 500. Everything else is the connection failing: 503.
-        match err.code() {
-            Some(code) if is_unavailable_sqlstate(code) => ApiError::database_unavailable(err),
-            Some(_) => ApiError::internal(err),
-            None => ApiError::database_unavailable(err),
+        if is_connection_failure(&err) {
+            ApiError::database_unavailable(err)
+        } else {
+            // A query the server rejected, or parameters/columns of the wrong type: a bug or a
+            // constraint the handler did not map.
+            ApiError::internal(err)
         }
     }
+}
+
+/// Whether the database could not be reached or the connection broke, as opposed to a
+/// query that failed on its own terms.
+fn is_connection_failure(err: &tokio_postgres::Error) -> bool {
+    if let Some(code) = err.code() {
+        return is_unavailable_sqlstate(code);
+    }
+    if err.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    // tokio-postgres exposes no error kind; its Display starts with a fixed phrase per kind.
+    let text = err.to_string();
+    [
+        "error connecting",
+        "timeout",
+        "error performing TLS",
+        "connection closed",
+    ]
+    .iter()
+    .any(|phrase| text.starts_with(phrase))
 }
 
 /// SQLSTATEs that mean the server cannot serve right now rather than that the query is wrong.

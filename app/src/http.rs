@@ -175,15 +175,14 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
             "The request body is empty; a JSON document is required.",
         ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-    deserializer.end().map_err(|err| {
+    // Syntax first (the whole document, trailing characters included), then the shape.
+    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
         ApiError::bad_request(
             "malformed_json",
             format!("The request body is not valid JSON: {err}."),
         )
     })?;
-    Ok(value)
+    serde_path_to_error::deserialize(document).map_err(json_error)
 }
 
 fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -40,7 +40,7 @@ pub async fn begin(client: &Client, email: &str) -> ApiResult<Attempt> {
                      FROM login_failures f
                      WHERE f.email = $1 AND f.id <> $2 AND f.failed_at > now() - make_interval(secs => $3)
                      ORDER BY f.failed_at DESC
-                     OFFSET $4 - 1 LIMIT 1) AS retry_after
+                     OFFSET $4::int8 - 1 LIMIT 1) AS retry_after
              FROM login_failures
              WHERE email = $1 AND failed_at > now() - make_interval(secs => $3)",
             &[&email, &id, &WINDOW_SECS, &MAX_FAILURES],

@@ -1,0 +1,223 @@
+//! Start-up, health, database outages and shutdown of the real binary.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use support::{read_response, App, Db};
+
+fn run_with_env(env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+    command.env_clear();
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the app");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn configuration_errors_exit_78_naming_the_setting() {
+    let url = "postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=disable";
+    for (env, setting) in [
+        (vec![("PORT", "abc")], "PORT"),
+        (vec![("PORT", "0")], "PORT"),
+        (vec![("PORT", "70000")], "PORT"),
+        (vec![("ALLOW_REGISTRATION", "maybe")], "ALLOW_REGISTRATION"),
+        (vec![("COOKIE_SECURE", "yes please")], "COOKIE_SECURE"),
+        (vec![("SHUTDOWN_TIMEOUT", "5")], "SHUTDOWN_TIMEOUT"),
+        (vec![("CORS_ORIGINS", "*")], "CORS_ORIGINS"),
+        (vec![("HASH_CONCURRENCY", "0")], "HASH_CONCURRENCY"),
+        (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+    ] {
+        let mut env = env;
+        env.push(("DATABASE_URL", url));
+        let (code, stderr) = run_with_env(&env);
+        assert_eq!(code, 78, "{env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(setting), "{setting} named in {stderr}");
+        assert!(!stderr.contains("s3cret-pw"), "no password in {stderr}");
+    }
+    let (code, stderr) = run_with_env(&[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    let (code, stderr) = run_with_env(&[("DATABASE_URL", "mysql://u:s3cret-pw@h/db")]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}
+
+#[test]
+fn health_follows_the_database_and_livez_does_not() {
+    let db = Db::start();
+    let app = App::start(&db.url(), &[]);
+    let health = app.get("/health", &[]);
+    health.expect(200);
+    let body = health.json();
+    assert_eq!(body["status"], "healthy");
+    let timestamp = body["timestamp"].as_str().unwrap();
+    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 timestamp");
+    let livez = app.get("/livez", &[]);
+    livez.expect(200);
+    assert_eq!(livez.text(), "ok");
+    app.post_json(
+        "/api/auth/register",
+        &[],
+        &json!({"email": "ada@example.com", "password": "long enough"}),
+    )
+    .expect(201);
+
+    // The database goes away: /health and database-backed routes answer 503, /livez stays 200.
+    db.cluster.stop();
+    let health = app.get("/health", &[]);
+    health.expect(503);
+    assert_eq!(
+        health.json(),
+        json!({"status": "unhealthy", "error": "Database connection failed"})
+    );
+    app.get("/livez", &[]).expect(200);
+    let login = app.post_json(
+        "/api/auth/login",
+        &[],
+        &json!({"email": "ada@example.com", "password": "long enough"}),
+    );
+    login.expect(503);
+    assert_eq!(login.error_code(), "database_unavailable");
+    assert!(login.header("retry-after").is_some());
+    let me = app.get(
+        "/api/auth/me",
+        &[("Authorization", &format!("Bearer {}", "a".repeat(64)))],
+    );
+    me.expect(503);
+
+    // It comes back: so does the app, without a restart.
+    db.cluster.restart();
+    testkit::wait_for("/health to recover", Duration::from_secs(20), || {
+        (app.get("/health", &[]).status == 200).then_some(())
+    });
+    let login = app.post_json(
+        "/api/auth/login",
+        &[],
+        &json!({"email": "ada@example.com", "password": "long enough"}),
+    );
+    login.expect(200);
+    assert!(!app.log().contains(db.cluster.password()));
+}
+
+#[test]
+fn starts_without_the_database() {
+    let port = testkit::free_port();
+    let url = format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db?sslmode=disable");
+    let app = App::start(&url, &[]);
+    app.get("/livez", &[]).expect(200);
+    app.get("/health", &[]).expect(503);
+    app.post_json(
+        "/api/auth/register",
+        &[],
+        &json!({"email": "ada@example.com", "password": "long enough"}),
+    )
+    .expect(503);
+    assert!(!app.log().contains("s3cret-pw"), "{}", app.log());
+}
+
+/// Sends a request head with `Expect: 100-continue` and waits for the server's interim
+/// answer, which proves the handler is running and waiting for the body.
+fn start_in_flight_login(port: u16, body_len: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {body_len}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let db = Db::start();
+    let mut app = App::start(&db.url(), &[]);
+    let body = json!({"email": "ada@example.com", "password": "long enough"}).to_string();
+    let mut stream = start_in_flight_login(app.port, body.len());
+
+    app.signal(Signal::SIGTERM);
+    app.wait_for_log("shutdown requested", Duration::from_secs(10));
+    // No new connections once shutting down.
+    testkit::wait_for("the listener to close", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", app.port))
+            .is_err()
+            .then_some(())
+    });
+
+    // The request in flight still gets its answer.
+    stream.write_all(body.as_bytes()).unwrap();
+    let response = read_response(&mut stream).unwrap();
+    response.expect(401);
+    let status = app.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", app.log());
+}
+
+#[test]
+fn shutdown_is_bounded_by_shutdown_timeout() {
+    let db = Db::start();
+    let mut app = App::start(&db.url(), &[("SHUTDOWN_TIMEOUT", "1s")]);
+    // A request whose body never comes.
+    let _stream = start_in_flight_login(app.port, 100);
+    let started = Instant::now();
+    app.signal(Signal::SIGINT);
+    let status = app.wait_exit(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", app.log());
+    assert!(
+        took >= Duration::from_millis(900),
+        "waited for the request: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "bounded: {took:?}");
+}
+
+#[test]
+fn header_read_timeout_closes_slow_clients() {
+    let db = Db::start();
+    let app = App::start(&db.url(), &[("HEADER_READ_TIMEOUT", "1s")]);
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    // An unfinished head, never completed.
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let outcome = stream.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(
+        outcome.is_ok() || rest.is_empty(),
+        "the server closed the connection: {outcome:?}"
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Other clients are served meanwhile and after.
+    app.get("/livez", &[]).expect(200);
+}
