@@ -1,5 +1,6 @@
-//! The probe against the real supervisor and a real PostgreSQL: pass while everything runs, fail naming
-//! postgres when the database stops, unreachable once the supervisor is gone.
+//! The probe against the real supervisor and a real PostgreSQL: `starting` while the database is down at
+//! start-up, pass once everything runs, fail naming postgres when the database stops, unreachable once the
+//! supervisor is gone.
 //!
 //! Needs target/debug/supervisor (`cargo build -p supervisor`).
 
@@ -94,9 +95,21 @@ fn probe_follows_the_real_supervisor_and_database() {
     let port = testkit::free_port();
     let health_addr = format!("0.0.0.0:{port}");
     let env = [("HEALTH_ADDR", health_addr.as_str())];
+    // The database is down at first: the supervisor waits for it, reporting `starting`.
+    cluster.stop();
     let mut supervisor =
         Supervisor::start(&cluster.url(&database), &format!("127.0.0.1:{port}"), &dir);
+    let starting = probe_until(
+        &[],
+        &env,
+        "a `starting` answer",
+        Duration::from_secs(20),
+        |run| run.stdout.contains("supervisor=fail(starting)"),
+    );
+    assert_eq!(starting.code, 1, "{}", starting.stdout);
+    assert!(starting.stdout.starts_with("fail: "), "{}", starting.stdout);
 
+    cluster.restart();
     let pass = probe_until(&[], &env, "probe to pass", Duration::from_secs(45), |run| {
         run.code == 0
     });
