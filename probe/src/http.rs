@@ -37,12 +37,34 @@ pub struct Response {
 /// Why no usable answer arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
-    Resolve { host: String, reason: String },
-    Connect { authority: String, reason: String },
-    Timeout { authority: String, limit: Duration },
-    Closed { authority: String },
-    Broken { authority: String, reason: String },
-    Malformed { authority: String, reason: String },
+    Resolve {
+        host: String,
+        reason: String,
+    },
+    Connect {
+        authority: String,
+        reason: String,
+    },
+    Timeout {
+        authority: String,
+        limit: Duration,
+    },
+    /// The server started answering but did not finish in time.
+    Incomplete {
+        authority: String,
+        limit: Duration,
+    },
+    Closed {
+        authority: String,
+    },
+    Broken {
+        authority: String,
+        reason: String,
+    },
+    Malformed {
+        authority: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for FetchError {
@@ -59,6 +81,11 @@ impl fmt::Display for FetchError {
                     format_duration(*limit)
                 )
             }
+            FetchError::Incomplete { authority, limit } => write!(
+                f,
+                "answer from {authority} not complete within {}",
+                format_duration(*limit)
+            ),
             FetchError::Closed { authority } => {
                 write!(f, "connection to {authority} closed without an answer")
             }
@@ -127,9 +154,14 @@ pub fn get(target: &Target, limit: Duration) -> Result<Response, FetchError> {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
         pos: 0,
+        received: 0,
         deadline,
     };
     let response = read_response(&mut reader).map_err(|e| match e {
+        ReadError::Timeout if reader.received > 0 => FetchError::Incomplete {
+            authority: authority.clone(),
+            limit,
+        },
         ReadError::Timeout => timeout(),
         ReadError::Closed => FetchError::Closed {
             authority: authority.clone(),
@@ -247,6 +279,8 @@ struct Reader<S> {
     buf: Vec<u8>,
     /// Bytes before `pos` have been consumed.
     pos: usize,
+    /// Bytes read from the server so far.
+    received: usize,
     deadline: Instant,
 }
 
@@ -291,6 +325,7 @@ impl<S: TimedRead> Reader<S> {
         match result {
             Ok(n) => {
                 self.buf.truncate(old_len + n);
+                self.received += n;
                 Ok(n)
             }
             Err(e) => {
@@ -553,6 +588,7 @@ mod tests {
             },
             buf: Vec::new(),
             pos: 0,
+            received: 0,
             deadline: Instant::now() + Duration::from_secs(5),
         };
         read_response(&mut reader)

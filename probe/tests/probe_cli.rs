@@ -280,7 +280,7 @@ fn trickling_server_cannot_stretch_the_deadline() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout,
-        format!("fail: no answer from {addr} within 500ms\n")
+        format!("fail: answer from {addr} not complete within 500ms\n")
     );
     assert!(
         run.elapsed < Duration::from_millis(1100),
