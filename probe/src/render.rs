@@ -9,6 +9,9 @@ use crate::report::{Report, Source, Status};
 use crate::sanitize::{escape_json_text, truncate_bytes, MAX_LINE_BYTES};
 use crate::target::Target;
 
+/// A component that informs rather than decides.
+const INFORMATIONAL: &str = "migrations";
+
 /// `pass: supervisor=pass app=pass postgres=pass (0.9 ms)`, `fail: postgres=fail(connection refused)`, or
 /// `fail: cannot connect to ...`; at most 256 bytes. Without `with_time` the round-trip time is left out,
 /// which makes lines of one state compare equal (`--watch`).
@@ -23,8 +26,13 @@ pub fn summary_line(outcome: &Outcome, with_time: bool) -> String {
 fn report_line(report: &Report, with_time: bool) -> String {
     let components = report.components();
     let shown: Vec<_> = match report.status {
-        // Healthy: the full roll-call. Unhealthy: only what is wrong, so the cause fits in the line.
-        Status::Pass => components.iter().collect(),
+        // Healthy: the roll-call of what readiness depends on. The supervisor's `migrations` entry only
+        // reports the schema version (shown by --verbose), so a passing one is left out of the line.
+        // Unhealthy: only what is wrong, so the cause fits in the line.
+        Status::Pass => components
+            .iter()
+            .filter(|(name, status, _)| !(name == INFORMATIONAL && *status == Some(Status::Pass)))
+            .collect(),
         Status::Warn | Status::Fail => components
             .iter()
             .filter(|(_, status, _)| status.is_some_and(|s| s > Status::Pass))
@@ -193,7 +201,7 @@ mod tests {
     fn lines_for_each_verdict() {
         assert_eq!(
             summary_line(&fixture(200, "pass"), true),
-            "pass: supervisor=pass app=pass postgres=pass migrations=pass (0.9 ms)"
+            "pass: supervisor=pass app=pass postgres=pass (0.9 ms)"
         );
         assert_eq!(
             summary_line(&fixture(200, "warn"), true),
@@ -205,7 +213,7 @@ mod tests {
         );
         assert_eq!(
             summary_line(&fixture(200, "pass"), false),
-            "pass: supervisor=pass app=pass postgres=pass migrations=pass"
+            "pass: supervisor=pass app=pass postgres=pass"
         );
     }
 

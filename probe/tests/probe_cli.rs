@@ -23,7 +23,7 @@ fn passing_document_exits_0_with_the_roll_call() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let line = run.stdout.trim_end();
     assert!(
-        line.starts_with("pass: supervisor=pass app=pass postgres=pass migrations=pass ("),
+        line.starts_with("pass: supervisor=pass app=pass postgres=pass ("),
         "{line}"
     );
     assert!(line.ends_with(" ms)"), "{line}");
@@ -508,7 +508,7 @@ fn recorded_supervisor_answers_give_the_expected_verdicts() {
             "application/health+json",
             "supervisor-pass.json",
             0,
-            "pass: supervisor=pass app=pass postgres=pass migrations=pass (",
+            "pass: supervisor=pass app=pass postgres=pass (",
         ),
         (
             "/health",

@@ -115,7 +115,7 @@ fn probe_follows_the_real_supervisor_and_database() {
     });
     assert!(
         pass.stdout
-            .starts_with("pass: supervisor=pass app=pass postgres=pass"),
+            .starts_with("pass: supervisor=pass app=pass postgres=pass ("),
         "{}\nsupervisor log:\n{}",
         pass.stdout,
         supervisor.log()
