@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -27,7 +27,7 @@ pub fn spawn(command: &[OsString]) -> Result<Pid, Exit> {
     let (program, args) = command.split_first().expect("the command is never empty");
     let mut cmd = Command::new(program);
     cmd.args(args).process_group(0);
-    // SAFETY: between fork and exec only async-signal-safe calls are made (sigaction, sigprocmask).
+    // SAFETY: between fork and exec only async-signal-safe system calls are made (rt_sigaction, sigprocmask).
     unsafe {
         cmd.pre_exec(reset_signals);
     }
@@ -51,27 +51,32 @@ fn spawn_error(program: &OsString, err: &io::Error) -> Exit {
 }
 
 /// Runs in the forked child just before exec: signals caught by the parent are reset by exec, but ignored ones
-/// and the mask would be inherited (as glibc's posix_spawn path can leave realtime signals ignored).
+/// and the mask would be inherited. glibc's posix_spawn leaves its internal realtime signals (32, 33) ignored in
+/// the children of threaded programs, and its `sigaction` refuses to touch them, so the kernel is asked directly.
 fn reset_signals() -> io::Result<()> {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signum in 1..=max_signal() {
-        let Ok(signal) = Signal::try_from(signum) else {
-            // Realtime signals have no `Signal` variant: reset them through libc directly.
-            unsafe { nix::libc::signal(signum, nix::libc::SIG_DFL) };
-            continue;
-        };
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+    // The kernel's `struct sigaction` all zeros: SIG_DFL, no flags, no restorer, empty mask. Its size is the
+    // same for every layout the kernel uses (handler, flags, optional restorer, 8-byte mask).
+    let default = [0u64; 4];
+    for signum in 1..=nix::libc::SIGRTMAX() {
+        if signum == nix::libc::SIGKILL || signum == nix::libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL has no handler to be unsafe about.
-        unsafe { nix::sys::signal::sigaction(signal, &default) }?;
+        // SAFETY: rt_sigaction with a valid pointer to a zeroed kernel sigaction and no old-action pointer.
+        let rc = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signum,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(())
-}
-
-fn max_signal() -> i32 {
-    nix::libc::SIGRTMAX()
 }
 
 /// Sends `signal` to every process of the group led by `pgid`. Returns false when the group is gone.
