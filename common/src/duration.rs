@@ -66,12 +66,7 @@ fn too_large(input: &str) -> String {
 
 /// Quotes user input for a message, escaping control characters and bounding its length.
 fn quoted(input: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    let mut shown: String = input.chars().take(MAX_CHARS).collect();
-    if shown.len() < input.len() {
-        shown.push_str("...");
-    }
-    format!("{shown:?}")
+    format!("\"{}\"", crate::config::bounded_escaped(input))
 }
 
 #[cfg(test)]
@@ -134,6 +129,9 @@ mod tests {
         assert!(err.starts_with("\"\\u{1b}[31m\""), "{err}");
         let long = "x".repeat(1000);
         assert!(parse_duration(&long).unwrap_err().len() < 200);
+        // Found by fuzzing: escaping can make each character ten bytes long.
+        let wide = format!("h{}", "\u{1a5cf}\u{7f}".repeat(100));
+        assert!(parse_duration(&wide).unwrap_err().len() < 200);
     }
 
     #[test]

@@ -41,7 +41,11 @@ pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
     // hashes): capped whatever RUST_LOG says, so no secret reaches the log.
     Ok(filter
         .add_directive("tokio_postgres=info".parse().expect("valid directive"))
-        .add_directive("tokio_postgres::query=info".parse().expect("valid directive")))
+        .add_directive(
+            "tokio_postgres::query=info"
+                .parse()
+                .expect("valid directive"),
+        ))
 }
 
 /// Installs the global subscriber: `LOG_FORMAT=text|json` (default text), `RUST_LOG` filter (default `info`),

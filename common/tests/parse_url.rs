@@ -177,6 +177,17 @@ fn sslrootcert_is_read_at_parse_time() {
         "{err}"
     );
 
+    let err = parse_err("postgres://u:p@h/db?sslrootcert=/dev/zero");
+    assert_eq!(
+        err,
+        "DATABASE_URL: sslrootcert: cannot read /dev/zero: larger than 4 MiB"
+    );
+    let err = parse_err(&format!(
+        "postgres://u:p@h/db?sslrootcert={}",
+        pki.dir().display()
+    ));
+    assert!(err.contains("cannot read"), "{err}");
+
     let err = parse_err("postgres://u:p@h/db?sslrootcert=");
     assert!(err.contains("'sslrootcert' is empty"), "{err}");
 }

@@ -57,7 +57,7 @@ impl SslMode {
             "verify-full" => SslMode::VerifyFull,
             other => {
                 return Err(invalid(format!(
-                    "unsupported sslmode {:?} (supported: disable, prefer, require, verify-ca, verify-full)",
+                    "unsupported sslmode \"{}\" (supported: disable, prefer, require, verify-ca, verify-full)",
                     bounded(other)
                 )))
             }
@@ -278,17 +278,7 @@ fn invalid(problem: impl Into<String>) -> ConfigError {
 
 /// User-supplied names quoted in errors: escaped and bounded in length.
 fn bounded(s: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    let mut shown: String = s
-        .chars()
-        .take(MAX_CHARS)
-        .collect::<String>()
-        .escape_debug()
-        .to_string();
-    if s.chars().count() > MAX_CHARS {
-        shown.push_str("...");
-    }
-    shown
+    crate::config::bounded_escaped(s)
 }
 
 /// A plain description of an io error for configuration messages.

@@ -68,7 +68,10 @@ pub(crate) fn split(url: &str) -> Result<UrlParts, String> {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let name = decode_utf8("parameter name", name)?;
             let value = decode_utf8(
-                &format!("value of parameter '{}'", name.escape_debug()),
+                &format!(
+                    "value of parameter '{}'",
+                    crate::config::bounded_escaped(&name)
+                ),
                 value,
             )?;
             parts.params.push((name, value));
