@@ -52,5 +52,5 @@ for r in results:
 probe, curl = results[0], results[1]
 print()
 print(f"probe median is {curl['median'] / probe['median']:.2f}x faster than curl -fsS")
-print(f"probe binary: {size} bytes ({size / 1024 / 1024:.2f} MiB, release, stripped)")
+print(f"probe binary: {size} bytes ({size / 1024 / 1024:.2f} MiB, release profile)")
 PY
