@@ -700,6 +700,41 @@ mod tests {
         assert!(malformed_reason(b"HTTP/1.1 200 OK\r\nContent-").contains("middle of the headers"));
     }
 
+    /// Deterministic pseudo-random bytes (xorshift), so a failure can be replayed.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_stay_bounded() {
+        let prefixes: [&[u8]; 4] = [
+            b"",
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 503 X\r\nContent-Length: 40\r\n\r\n",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..4000 {
+            let mut raw = prefixes[round % prefixes.len()].to_vec();
+            let len = (noise(&mut seed, 1)[0] as usize) * (1 + round % 7);
+            raw.extend(noise(&mut seed, len));
+            // Split at an arbitrary point, as two reads would deliver it.
+            let cut = raw.len() / 2;
+            if let Ok(response) = parse_pieces(&[&raw[..cut], &raw[cut..]]) {
+                assert!(response.body.len() <= MAX_BODY_BYTES);
+                assert!(!response.reason.chars().any(crate::sanitize::is_unsafe_char));
+                let _ = crate::report::Report::from_response(&response);
+            }
+        }
+    }
+
     #[test]
     fn empty_answer_is_closed() {
         assert!(matches!(parse(b""), Err(ReadError::Closed)));
