@@ -34,43 +34,48 @@ pub const DEFAULT_FILTER: &str = "info,refinery_core=warn,tokio_postgres=warn";
 /// Reads the `RUST_LOG` filter (default [`DEFAULT_FILTER`]), rejecting directives that do not parse.
 pub fn filter_from_env() -> Result<EnvFilter, ConfigError> {
     let directives = env_var("RUST_LOG")?.unwrap_or_else(|| DEFAULT_FILTER.to_owned());
-    let filter = EnvFilter::builder().parse(&directives).map_err(|err| {
+    EnvFilter::builder().parse(&directives).map_err(|err| {
         ConfigError::new("RUST_LOG", format!("invalid filter {directives:?}: {err}"))
-    })?;
-    // tokio-postgres logs every query's parameters at debug level (password hashes, session token
-    // hashes): capped whatever RUST_LOG says, so no secret reaches the log.
-    Ok(filter
-        .add_directive("tokio_postgres=info".parse().expect("valid directive"))
-        .add_directive(
-            "tokio_postgres::query=info"
-                .parse()
-                .expect("valid directive"),
-        ))
+    })
 }
 
-/// Installs the global subscriber: `LOG_FORMAT=text|json` (default text), `RUST_LOG` filter (default `info`),
-/// one event per line on stderr. Malformed settings are a [`ConfigError`] naming the variable. Calling it again
-/// once a subscriber is installed is harmless and keeps the first one.
+/// tokio-postgres logs every query's parameters at debug level (password hashes, session token hashes). This
+/// cap drops its debug and trace events whatever `RUST_LOG` says, so no secret reaches the log; it only ever
+/// removes events, so a stricter `RUST_LOG` for tokio_postgres still applies.
+fn below_secret_bearing_levels(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().starts_with("tokio_postgres") && *meta.level() > tracing::Level::INFO)
+}
+
+/// Installs the global subscriber: `LOG_FORMAT=text|json` (default text), `RUST_LOG` filter (default
+/// [`DEFAULT_FILTER`]), one event per line on stderr. Malformed settings are a [`ConfigError`] naming the
+/// variable. Calling it again once a subscriber is installed is harmless and keeps the first one.
 pub fn init() -> Result<(), ConfigError> {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::fmt;
+    use tracing_subscriber::prelude::*;
+
     let format = LogFormat::from_env()?;
-    let filter = filter_from_env()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let subscriber = tracing_subscriber::registry()
+        .with(filter_from_env()?)
+        .with(filter_fn(below_secret_bearing_levels));
     // A second call finds a subscriber already installed; keeping the first one is the intended outcome.
     let _already_installed = match format {
         LogFormat::Text => {
             let ansi = std::io::stderr().is_terminal();
-            builder
+            let layer = fmt::layer()
                 .with_ansi(ansi)
-                .with_writer(move || OneLineStderr { ansi })
-                .try_init()
+                .with_writer(move || OneLineStderr { ansi });
+            subscriber.with(layer).try_init()
         }
-        LogFormat::Json => builder
-            .with_writer(std::io::stderr)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => {
+            let layer = fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr);
+            subscriber.with(layer).try_init()
+        }
     };
     Ok(())
 }

@@ -45,6 +45,9 @@ fn logging_child() {
     tracing::info!(answer = 42, "hello\nworld \u{1b}[31mred\r");
     tracing::debug!("debug detail");
     tracing::warn!(target: "noisy", "warned");
+    // What tokio-postgres logs: statements with their parameters at debug, server notices at info.
+    tracing::debug!(target: "tokio_postgres::query", "executing statement s0 with parameters: [\"secret-hash\"]");
+    tracing::info!(target: "tokio_postgres::connection", "NOTICE: relation already exists, skipping");
 }
 
 fn event_lines(stderr: &str) -> Vec<&str> {
@@ -89,6 +92,34 @@ fn json_lines_parse() {
     let first: serde_json::Value = serde_json::from_str(event_lines(&stderr)[0]).unwrap();
     assert_eq!(first["message"], "hello\nworld \u{1b}[31mred\r");
     assert_eq!(first["answer"], 42);
+}
+
+#[test]
+fn tokio_postgres_never_logs_query_parameters() {
+    for filter in [
+        None,
+        Some("debug"),
+        Some("trace"),
+        Some("tokio_postgres=trace"),
+        Some("tokio_postgres::query=debug"),
+    ] {
+        let (ok, stderr) = run_child(Some("json"), filter);
+        assert!(ok, "{stderr}");
+        assert!(!stderr.contains("secret-hash"), "{filter:?}: {stderr}");
+    }
+    // Notices are left out by default, shown when asked for.
+    let (_, stderr) = run_child(None, None);
+    assert!(!stderr.contains("NOTICE"), "{stderr}");
+    let (_, stderr) = run_child(None, Some("tokio_postgres=info"));
+    assert!(
+        stderr.contains("NOTICE: relation already exists"),
+        "{stderr}"
+    );
+    let (_, stderr) = run_child(None, Some("debug,tokio_postgres=error"));
+    assert!(
+        !stderr.contains("NOTICE"),
+        "a stricter RUST_LOG still applies: {stderr}"
+    );
 }
 
 #[test]
