@@ -1,8 +1,9 @@
 //! The answers' bodies: the `application/health+json` document (IETF health-check draft) and the verbose
 //! text of `/livez` and `/readyz`.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -58,7 +59,7 @@ struct Entry {
     rss_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<&'static str>,
-    time: String,
+    time: Stamp,
 }
 
 /// RFC 3339 in UTC to the second, e.g. `2026-01-21T00:06:47Z`.
@@ -66,6 +67,50 @@ pub fn rfc3339(at: SystemTime) -> String {
     let at = OffsetDateTime::from(at);
     let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// An RFC 3339 time to the second, held inline: the document's `time` fields without an allocation each.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stamp([u8; 20]);
+
+impl Stamp {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
+    }
+
+    /// Formats `at`, remembering the last few seconds formatted: most requests ask for the same ones.
+    pub fn of(at: SystemTime) -> Stamp {
+        thread_local! {
+            static RECENT: RefCell<([(u64, Stamp); 4], usize)> =
+                const { RefCell::new(([(u64::MAX, Stamp(*b"1970-01-01T00:00:00Z")); 4], 0)) };
+        }
+        let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        RECENT.with_borrow_mut(|(recent, next)| {
+            if let Some((_, stamp)) = recent.iter().find(|(s, _)| *s == secs) {
+                return *stamp;
+            }
+            let text = rfc3339(at);
+            let stamp = match <[u8; 20]>::try_from(text.as_bytes()) {
+                Ok(bytes) => Stamp(bytes),
+                Err(_) => Stamp(*b"1970-01-01T00:00:00Z"),
+            };
+            recent[*next] = (secs, stamp);
+            *next = (*next + 1) % recent.len();
+            stamp
+        })
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp(*b"1970-01-01T00:00:00Z")
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// The worst readiness status over the checks that are not excluded.
@@ -86,7 +131,7 @@ fn round(value: f64, decimals: i32) -> f64 {
 /// The `/health` document and its overall status. Without `details` it carries statuses and values only:
 /// no `output`, `version`, `pid` or `rssBytes`.
 pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -> (Status, String) {
-    let now = rfc3339(SystemTime::now());
+    let now = Stamp::of(SystemTime::now());
     let output = |verdict: Verdict| verdict.reason.filter(|_| details).map(Reason::as_str);
 
     let verdict = snapshot.verdict(CheckName::Supervisor, Probe::Ready);
@@ -94,7 +139,7 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
         status: verdict.status.as_str(),
         observed_value: Some(Observed::Text(snapshot.phase.as_str())),
         output: output(verdict),
-        time: now.clone(),
+        time: now,
         ..Entry::default()
     };
 
@@ -112,7 +157,7 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
         pid: snapshot.child.map(|c| c.pid).filter(|_| details),
         rss_bytes: reading.and_then(|r| r.rss_bytes).filter(|_| details),
         output: output(verdict),
-        time: reading.map_or_else(|| now.clone(), |r| rfc3339(r.time)),
+        time: reading.map_or(now, |r| Stamp::of(r.time)),
     };
 
     let verdict = snapshot.verdict(CheckName::Postgres, Probe::Ready);
@@ -123,9 +168,7 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
         observed_value: latency.map(|l| Observed::Number(round(l.as_secs_f64() * 1e3, 3))),
         observed_unit: latency.map(|_| "ms"),
         output: output(verdict),
-        time: snapshot
-            .postgres
-            .map_or_else(|| now.clone(), |r| rfc3339(r.time)),
+        time: snapshot.postgres.map_or(now, |r| Stamp::of(r.time)),
         ..Entry::default()
     };
 

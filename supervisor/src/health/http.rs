@@ -225,13 +225,18 @@ fn answer<B>(
                 Route::Livez => Probe::Live,
                 _ => Probe::Ready,
             };
-            let (passed, text) = document::verbose_text(&snapshot, probe, &query.excluded, details);
-            let body = if passed && !query.verbose {
-                Bytes::from_static(b"ok")
-            } else {
-                Bytes::from(text)
+            let checks: &[CheckName] = match probe {
+                Probe::Live => &CheckName::LIVENESS,
+                Probe::Ready => &CheckName::ALL,
             };
-            reply(verdict_code(passed), TEXT, body)
+            let passed = checks.iter().all(|&check| {
+                query.excluded.contains(&check) || snapshot.verdict(check, probe).passing()
+            });
+            if passed && !query.verbose {
+                return reply(StatusCode::OK, TEXT, Bytes::from_static(b"ok"));
+            }
+            let (passed, text) = document::verbose_text(&snapshot, probe, &query.excluded, details);
+            reply(verdict_code(passed), TEXT, text)
         }
         Route::ReadyzCheck(name) => match CheckName::parse(name) {
             None => reply(

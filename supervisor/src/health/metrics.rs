@@ -39,12 +39,23 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+/// Paths answered often enough to count without a map lookup.
+const HOT_PATHS: [&str; 5] = [
+    "/livez",
+    "/readyz",
+    "/readyz/<check>",
+    "/health",
+    "/metrics",
+];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 type FloatCounter = Counter<f64, AtomicU64>;
 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// The usual (path, code) pairs resolved once: counting them is one atomic add, no map lookup.
+    hot_requests: Vec<(RequestLabels, Counter)>,
     check_runs: Family<RunLabels, Counter>,
     check_seconds: Family<CheckLabels, Histogram>,
     check_up: Family<CheckLabels, Gauge>,
@@ -143,9 +154,18 @@ impl Metrics {
             "Open file descriptors of the supervisor",
             process_open_fds.clone(),
         );
+        let hot_requests = HOT_PATHS
+            .iter()
+            .flat_map(|&path| [200, 503].map(|code| RequestLabels { path, code }))
+            .map(|labels| {
+                let counter = requests.get_or_create(&labels).clone();
+                (labels, counter)
+            })
+            .collect();
         Metrics {
             registry,
             requests,
+            hot_requests,
             check_runs,
             check_seconds,
             check_up,
@@ -164,6 +184,14 @@ impl Metrics {
 
     /// Counts an answered request; `path` is one of a fixed set, so the label stays small.
     pub fn record_request(&self, path: &'static str, code: u16) {
+        if let Some((_, counter)) = self
+            .hot_requests
+            .iter()
+            .find(|(labels, _)| labels.code == code && labels.path == path)
+        {
+            counter.inc();
+            return;
+        }
         self.requests
             .get_or_create(&RequestLabels { path, code })
             .inc();

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The supervisor's health listener under wrk beside a raw hyper hello-world, plus the database queries per
+# second the health check runs meanwhile (pg_stat_statements) and each server's resident memory.
+#
+#   bench/health.sh        (needs wrk: apt-get install -y wrk; DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3)
+#
+# Both servers are release builds on a current-thread runtime (as the supervisor runs); the health listener
+# is driven through the library with a running child and a throwaway PostgreSQL (supervisor/examples/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-1}"
+ROUNDS="${ROUNDS:-3}"
+PSQL_BIN="${PSQL_BIN:-/usr/lib/postgresql/15/bin/psql}"
+command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
+[ -x "$PSQL_BIN" ] || { echo "psql not found at $PSQL_BIN (set PSQL_BIN)" >&2; exit 1; }
+
+cargo build --release -p supervisor --example hello --example health_server --quiet
+EXAMPLES=target/release/examples
+
+WORK="$(mktemp -d)"
+HELLO_PID=""
+HEALTH_PID=""
+cleanup() {
+    [ -n "$HELLO_PID" ] && kill "$HELLO_PID" 2>/dev/null || true
+    # Closing its standard input stops the health server, its child and its PostgreSQL cluster.
+    exec 3>&- 2>/dev/null || true
+    [ -n "$HEALTH_PID" ] && wait "$HEALTH_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits (bounded) for the first line a server prints.
+first_line() {
+    local file=$1
+    for _ in $(seq 600); do
+        if [ -s "$file" ] && [ "$(wc -l <"$file")" -ge 1 ]; then
+            head -n1 "$file"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "server did not start; its log:" >&2
+    cat "$WORK"/*.log >&2 || true
+    return 1
+}
+
+"$EXAMPLES/hello" 127.0.0.1:0 >"$WORK/hello.out" 2>"$WORK/hello.log" &
+HELLO_PID=$!
+HELLO_ADDR="$(first_line "$WORK/hello.out")"
+
+mkfifo "$WORK/health.in"
+"$EXAMPLES/health_server" 127.0.0.1:0 <"$WORK/health.in" >"$WORK/health.out" 2>"$WORK/health.log" &
+HEALTH_PID=$!
+exec 3>"$WORK/health.in"
+read -r HEALTH_ADDR SOCKET_DIR PG_PORT DBNAME <<<"$(first_line "$WORK/health.out")"
+
+psql_value() {
+    "$PSQL_BIN" -X -A -t -q -h "$SOCKET_DIR" -p "$PG_PORT" -U postgres -d "$DBNAME" -c "$1"
+}
+health_queries() {
+    psql_value "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query IN ('SELECT 1', 'SELECT \$1')"
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# wrk's duration (10s, 2m) in seconds.
+seconds() { local d=$1; case "$d" in *s) echo "${d%s}" ;; *m) echo $(( ${d%m} * 60 )) ;; *) echo "$d" ;; esac; }
+
+for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HEALTH_ADDR/readyz")" = 200 ] && break
+    sleep 0.1
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HEALTH_ADDR/readyz")" = 200 ] \
+    || { echo "the health listener never became ready" >&2; cat "$WORK/health.log" >&2; exit 1; }
+
+HEALTH_RSS_IDLE="$(rss_kib "$HEALTH_PID")"
+SECS="$(seconds "$DURATION")"
+
+# Each round runs every target once, back to back, so that load from other processes hits all of them alike;
+# the table shows each target's median round.
+NAMES=("hyper hello-world" "health /livez" "health /readyz" "health /health")
+URLS=("http://$HELLO_ADDR/" "http://$HEALTH_ADDR/livez" "http://$HEALTH_ADDR/readyz" "http://$HEALTH_ADDR/health")
+# wrk prints latencies with units; in microseconds for sorting.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /ms$/) n *= 1000; else if (v ~ /[0-9]s$/) n *= 1000000; printf "%.0f", n }'; }
+: >"$WORK/results"
+for round in $(seq "$ROUNDS"); do
+    for i in "${!NAMES[@]}"; do
+        before="$(health_queries)"
+        out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${URLS[$i]}")"
+        after="$(health_queries)"
+        rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
+        p50="$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+        p99="$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+        errors="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
+        echo "$i $round $rps $p50 $p99 ${errors:-0} $((after - before))" >>"$WORK/results"
+    done
+done
+
+printf '%-20s %12s %9s %9s %8s %13s %9s\n' target requests/s p50 p99 non-2xx "db queries/s" "vs hello"
+BASE_RPS=""
+for i in "${!NAMES[@]}"; do
+    # Median round by requests/s; queries counted over all rounds.
+    read -r rps p50 p99 errors < <(awk -v i="$i" '$1 == i {print $3, $4, $5, $6}' "$WORK/results" | sort -n | awk '{a[NR] = $0} END {print a[int((NR + 1) / 2)]}')
+    queries="$(awk -v i="$i" '$1 == i {q += $7} END {print q}' "$WORK/results")"
+    qps="$(awk -v q="$queries" -v s="$SECS" -v r="$ROUNDS" 'BEGIN { printf "%.2f", q / (s * r) }')"
+    [ -z "$BASE_RPS" ] && BASE_RPS="$rps"
+    printf '%-20s %12.0f %7sus %7sus %8s %13s %8s%%\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$errors" "$qps" \
+        "$(awk -v r="$rps" -v b="$BASE_RPS" 'BEGIN { printf "%d", 100 * r / b }')"
+done
+echo
+echo "resident memory: hello-world $(rss_kib "$HELLO_PID") KiB; health server idle ${HEALTH_RSS_IDLE} KiB, after load $(rss_kib "$HEALTH_PID") KiB"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $ROUNDS rounds, on $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
