@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 
 use crate::fs::{random_hex, TempDir};
 
+const DIR_PREFIX: &str = "testkit-pg";
 const START_ATTEMPTS: usize = 5;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,7 +48,9 @@ impl PgCluster {
     /// Like [`PgCluster::start`], with extra `-c name=value` server settings (e.g. `ssl=on`). Files named by
     /// settings must be readable by the server user (see [`crate::TestPki::write_file`]).
     pub fn start_with(settings: &[(&str, &str)]) -> PgCluster {
-        let root = TempDir::new("testkit-pg");
+        static REAPED: OnceLock<()> = OnceLock::new();
+        REAPED.get_or_init(reap_abandoned_clusters);
+        let root = TempDir::new(DIR_PREFIX);
         let server_user = server_user();
         if let Some(user) = server_user {
             std::os::unix::fs::chown(root.path(), Some(user.uid), Some(user.gid))
@@ -321,6 +324,57 @@ fn stop_postmaster(mut child: Child, signal: Signal) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Stops and deletes clusters left behind by test processes that were killed before their Drop ran (their
+/// directory names carry the creating process id), so an interrupted run does not leak servers.
+fn reap_abandoned_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|n| {
+            n.strip_prefix(DIR_PREFIX)?
+                .strip_prefix('-')?
+                .split('-')
+                .next()?
+                .parse::<i32>()
+                .ok()
+        }) else {
+            continue;
+        };
+        if process_exists(owner) {
+            continue;
+        }
+        let dir = entry.path();
+        let data_dir = dir.join("data");
+        if let Some(postmaster) = running_postmaster(&data_dir) {
+            let _ = kill(postmaster, Signal::SIGQUIT);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while process_exists(postmaster.as_raw()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = kill(postmaster, Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn process_exists(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The postmaster serving `data_dir`, if one runs: its pid file names it and its command line names the dir.
+fn running_postmaster(data_dir: &Path) -> Option<Pid> {
+    let pid_file = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = pid_file.lines().next()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let data_dir = data_dir.to_str()?.as_bytes();
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == data_dir)
+        .then(|| Pid::from_raw(pid))
 }
 
 #[derive(Clone, Copy)]

@@ -116,3 +116,65 @@ fn pki_makes_a_server_certificate_postgres_accepts() {
     drop(pki);
     assert!(!dir.exists());
 }
+
+#[test]
+fn clusters_of_killed_test_processes_are_reaped() {
+    // A test process that starts a cluster and is killed before Drop can run.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "abandoned_cluster_child", "--nocapture"])
+        .env("TESTKIT_ABANDON", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut data_dir = String::new();
+    wait_for(
+        "the child to report its cluster",
+        Duration::from_secs(60),
+        || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut stdout, &mut line).ok()?;
+            line.strip_prefix("DATA_DIR=")
+                .map(|d| data_dir = d.trim().to_owned())
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let data_dir = std::path::PathBuf::from(data_dir);
+    assert!(
+        data_dir.exists(),
+        "killed before Drop: the cluster is left behind"
+    );
+
+    // The next cluster this process starts reaps it (once per process: run it in a fresh child).
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "reaping_child", "--nocapture"])
+        .env("TESTKIT_REAP", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        !data_dir.parent().unwrap().exists(),
+        "{} was not reaped",
+        data_dir.display()
+    );
+}
+
+#[test]
+fn abandoned_cluster_child() {
+    if std::env::var_os("TESTKIT_ABANDON").is_none() {
+        return;
+    }
+    let cluster = PgCluster::start();
+    println!("DATA_DIR={}", cluster.data_dir().display());
+    // Wait to be killed (bounded, in case the parent is gone).
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn reaping_child() {
+    if std::env::var_os("TESTKIT_REAP").is_none() {
+        return;
+    }
+    let _cluster = PgCluster::start();
+}
