@@ -59,7 +59,7 @@ fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
         (Signal::SIGCONT, "CONT"),
     ] {
         running.signal(signal);
-        scratch.wait_line("traps", name, Duration::from_secs(5));
+        running.wait_line(&scratch, "traps", name, Duration::from_secs(5));
     }
     assert!(
         running.still_running_after(Duration::from_millis(100)),
@@ -72,7 +72,7 @@ fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
         "INT"
     };
     running.signal(stop);
-    scratch.wait_line("traps", name, Duration::from_secs(5));
+    running.wait_line(&scratch, "traps", name, Duration::from_secs(5));
     let done = running.wait_exit(Duration::from_secs(5));
     done.assert_code(code);
     let lines = scratch.lines("traps");
@@ -125,19 +125,17 @@ fn as_pid_1_the_supervisor_is_pid_1() {
 fn group_delivery(pid1: bool) {
     let cluster = shared_cluster();
     let db = cluster.create_database();
-    let scratch = Scratch::new();
-    let script = format!("echo $$ > {}; sleep 1000; true", scratch.arg("pid"));
-    let mut launch = Launch::child(&cluster.url(&db), &["bash", "-c", &script]);
+    let mut launch = Launch::child(&cluster.url(&db), &["bash", "-c", "sleep 1000; true"]);
     if pid1 {
         launch.pid1();
     }
     let mut running = launch.spawn();
-    let bash: i32 = testkit::wait_for("the child to start", Duration::from_secs(20), || {
-        scratch.read("pid").trim().parse().ok()
-    });
     // The signal must find `sleep` already started.
-    testkit::wait_for("bash to start sleep", Duration::from_secs(5), || {
-        common::processes().into_iter().find(|p| p.ppid == bash)
+    testkit::wait_for("bash to start sleep", Duration::from_secs(20), || {
+        running
+            .in_session()
+            .into_iter()
+            .find(|p| common::comm(p.pid) == "sleep")
     });
     let sent = Instant::now();
     running.signal(Signal::SIGINT);
@@ -161,11 +159,38 @@ fn as_pid_1_sigint_reaches_the_whole_group() {
 }
 
 /// The supervisor starts with some signals ignored and blocked (as a careless parent may leave them): the child
-/// still gets default dispositions and an empty mask.
+/// still gets default dispositions and an empty mask. Signals 32 and 33 are ignored the way glibc's posix_spawn
+/// leaves them in a child of a threaded program (glibc's own `signal` refuses them: the raw system call does not).
 fn ignore_and_block_some_signals() -> std::io::Result<()> {
     use nix::libc;
-    // SAFETY: signal and sigprocmask are async-signal-safe; nothing else is touched.
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    // SAFETY: signal, sigprocmask and rt_sigaction are async-signal-safe; nothing else is touched.
     unsafe {
+        for signum in [32, 33] {
+            let ignore = KernelSigaction {
+                handler: libc::SIG_IGN,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            let rc = libc::syscall(
+                libc::SYS_rt_sigaction,
+                signum,
+                &ignore as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         for signum in [
             libc::SIGALRM,
             libc::SIGTTOU,

@@ -122,13 +122,18 @@ fn other_signals_during_start_up_do_not_stop_it() {
     running.wait_exit(Duration::from_secs(10)).assert_code(42);
 }
 
-/// A psql session holding the migration lock; killed on drop.
-struct HeldLock {
+/// A psql session holding the migration lock; its server session is ended on drop (killing psql alone would
+/// leave the backend asleep, holding the lock).
+struct HeldLock<'a> {
     psql: Child,
+    cluster: &'a PgCluster,
+    db: String,
 }
 
-impl HeldLock {
-    fn take(cluster: &PgCluster, db: &str) -> HeldLock {
+const HOLDER: &str = "migration-lock-holder";
+
+impl<'a> HeldLock<'a> {
+    fn take(cluster: &'a PgCluster, db: &str) -> HeldLock<'a> {
         let psql = Command::new("psql")
             .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
             .arg("-p")
@@ -143,12 +148,17 @@ impl HeldLock {
             .arg("-c")
             .arg("SELECT pg_sleep(60)")
             .env("PGPASSWORD", cluster.password())
+            .env("PGAPPNAME", HOLDER)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("running psql");
-        let held = HeldLock { psql };
+        let held = HeldLock {
+            psql,
+            cluster,
+            db: db.to_owned(),
+        };
         testkit::wait_for(
             "psql to hold the migration lock",
             Duration::from_secs(10),
@@ -167,8 +177,15 @@ impl HeldLock {
     }
 }
 
-impl Drop for HeldLock {
+impl Drop for HeldLock<'_> {
     fn drop(&mut self) {
+        self.cluster.psql(
+            &self.db,
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = '{HOLDER}' AND datname = current_database()"
+            ),
+        );
         let _ = self.psql.kill();
         let _ = self.psql.wait();
     }
@@ -215,12 +232,12 @@ fn stop_while_migrating(signal: Signal, code: i32) {
         "the child was started after {signal}"
     );
     drop(lock);
-    // The supervisor's session is gone, and with it its place in the lock queue.
-    testkit::wait_for(
-        "the abandoned lock wait to go away",
-        Duration::from_secs(5),
-        || (advisory_locks(&cluster, &db, false) == 0).then_some(()),
-    );
+    // The supervisor's abandoned session gets the lock once the holder is gone, finds its client gone and ends:
+    // no lock is left behind to block the next replica.
+    testkit::wait_for("no migration lock left", Duration::from_secs(5), || {
+        (advisory_locks(&cluster, &db, false) + advisory_locks(&cluster, &db, true) == 0)
+            .then_some(())
+    });
     assert_no_secret(&done.output(), cluster.password());
 }
 

@@ -432,6 +432,59 @@ impl Running {
         });
     }
 
+    /// Every process started under this supervisor (its session), as seen from the test.
+    pub fn in_session(&self) -> Vec<Proc> {
+        processes()
+            .into_iter()
+            .filter(|p| p.session == self.launcher)
+            .collect()
+    }
+
+    /// Waits until the child wrote `line` to `name` in `scratch`; panics with the supervisor's log otherwise.
+    pub fn wait_line(&mut self, scratch: &Scratch, name: &str, line: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !scratch.lines(name).iter().any(|l| l == line) {
+            if Instant::now() >= deadline {
+                let masks = self.thread_masks();
+                let state = match self.still_running_after(Duration::ZERO) {
+                    true => "still running".to_owned(),
+                    false => format!("exited: {:?}", self.exited.as_ref().map(|f| f.code)),
+                };
+                panic!(
+                    "no line {line:?} in {name} after {timeout:?}; it has {:?}; the supervisor is {state}; \
+                     thread masks {masks:?}\n--- supervisor stderr\n{}",
+                    scratch.lines(name),
+                    self.stderr.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Each thread of the supervisor with its blocked signals (SigBlk), for diagnostics.
+    pub fn thread_masks(&self) -> Vec<(String, String)> {
+        let pid = self.pid();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(Result::ok)
+            .map(|task| {
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                let field = |name: &str| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                };
+                (field("Name:"), field("SigBlk:"))
+            })
+            .collect()
+    }
+
     /// The supervisor's zombie children right now.
     pub fn zombie_children(&self) -> Vec<i32> {
         let sup = self.pid();
@@ -595,11 +648,11 @@ pub fn assert_no_secret(output: &str, secret: &str) {
     );
 }
 
-/// The child used by the signal tests: `bash traps.sh OUT` (see fixtures/traps.sh).
+/// The child used by the signal tests: `perl traps.pl OUT` (see fixtures/traps.pl).
 pub fn traps_child(scratch: &Scratch) -> Vec<String> {
     vec![
-        "bash".into(),
-        fixture("traps.sh").to_string_lossy().into_owned(),
+        "perl".into(),
+        fixture("traps.pl").to_string_lossy().into_owned(),
         scratch.arg("traps"),
     ]
 }
@@ -616,4 +669,11 @@ pub fn parse_nanos(line: &str) -> SystemTime {
         .parse()
         .unwrap_or_else(|_| panic!("not a `date +%s%N` time: {line:?}"));
     SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+/// The command name of `pid` (empty when it is gone).
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default()
 }
