@@ -1,4 +1,5 @@
 //! DbConfig::connect against real servers and fake ones, and the Cause each failure maps to.
+#![cfg(feature = "db")]
 
 use std::io::Read;
 use std::net::TcpListener;

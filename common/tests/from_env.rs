@@ -1,5 +1,6 @@
 //! DbConfig::from_env: DATABASE_URL, DATABASE_URL_FILE, both, neither. One test function, because the
 //! process environment is shared by every test thread in this binary.
+#![cfg(feature = "db")]
 
 use common::db::DbConfig;
 use testkit::TempDir;

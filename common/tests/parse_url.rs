@@ -1,4 +1,5 @@
 //! DbConfig::parse: every supported part and parameter, and a clear error for everything else.
+#![cfg(feature = "db")]
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! sslmode against a real TLS-enabled PostgreSQL with a throwaway CA.
+#![cfg(feature = "db")]
 
 use std::time::Duration;
 
