@@ -103,6 +103,14 @@ async fn wrong_password_is_authentication_failed() {
         connect_err(&url, DEADLINE).await.cause(),
         Cause::AuthenticationFailed
     );
+
+    // No password at all: the client cannot answer the server's challenge.
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port()
+    );
+    let err = connect_err(&url, DEADLINE).await;
+    assert_eq!(err.cause(), Cause::AuthenticationFailed, "{err}");
 }
 
 #[tokio::test]

@@ -115,7 +115,11 @@ pub fn classify(err: &tokio_postgres::Error) -> Cause {
     if text.starts_with("error performing TLS handshake") {
         return Cause::TlsFailure;
     }
-    if text.starts_with("authentication error") {
+    // "authentication error" (e.g. a failed SCRAM exchange); "password missing" is reported as a
+    // configuration error when the server asks for a password the URL does not have.
+    if text.starts_with("authentication error")
+        || (text.starts_with("invalid configuration") && source_mentions(err, "password missing"))
+    {
         return Cause::AuthenticationFailed;
     }
     if text.starts_with("timeout waiting for server") {
@@ -144,4 +148,8 @@ pub fn classify(err: &tokio_postgres::Error) -> Cause {
         source = inner.source();
     }
     Cause::QueryFailed
+}
+
+fn source_mentions(err: &tokio_postgres::Error, needle: &str) -> bool {
+    std::error::Error::source(err).is_some_and(|source| source.to_string().contains(needle))
 }
