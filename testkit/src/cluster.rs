@@ -152,19 +152,16 @@ impl PgCluster {
     /// Runs SQL through `psql` as the superuser over TCP; returns its unaligned, tuples-only output without
     /// the final newline. Panics with psql's error if the statement fails.
     pub fn psql(&self, dbname: &str, sql: &str) -> String {
+        self.try_psql(dbname, sql)
+            .unwrap_or_else(|err| panic!("psql -d {dbname} -c {sql:?} failed: {err}"))
+    }
+
+    /// Like [`PgCluster::psql`], returning psql's error text instead of panicking (for statements expected
+    /// to fail). Statements are cut off after a minute, so a test waiting on a lock cannot hang.
+    pub fn try_psql(&self, dbname: &str, sql: &str) -> Result<String, String> {
         let output = Command::new(pg_bin("psql"))
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-U", "postgres"])
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-d")
@@ -173,20 +170,22 @@ impl PgCluster {
             .arg(sql)
             .env("PGPASSWORD", &self.password)
             .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGOPTIONS", "-c statement_timeout=60s")
             .stdin(Stdio::null())
             .output()
             .expect("running psql");
-        assert!(
-            output.status.success(),
-            "psql -d {dbname} -c {sql:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !output.status.success() {
+            return Err(format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ));
+        }
         let mut stdout = String::from_utf8(output.stdout).expect("psql output is UTF-8");
         if stdout.ends_with('\n') {
             stdout.pop();
         }
-        stdout
+        Ok(stdout)
     }
 
     /// Stops the server (fast shutdown: sessions are ended) and waits for it to exit.

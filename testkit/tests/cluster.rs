@@ -67,6 +67,12 @@ fn stop_and_restart_keep_port_and_data() {
 fn settings_reach_the_server_and_bad_sql_panics_with_the_error() {
     let cluster = PgCluster::start_with(&[("work_mem", "7MB")]);
     assert_eq!(cluster.psql("postgres", "SHOW work_mem"), "7MB");
+    let err = cluster.try_psql("postgres", "SELECT 1/0").unwrap_err();
+    assert!(err.contains("division by zero"), "{err}");
+    assert_eq!(
+        cluster.try_psql("postgres", "SHOW statement_timeout"),
+        Ok("1min".to_owned())
+    );
     let err = std::panic::catch_unwind(|| cluster.psql("postgres", "SELEC 1")).unwrap_err();
     let message = err.downcast_ref::<String>().unwrap();
     assert!(message.contains("syntax error"), "{message}");
