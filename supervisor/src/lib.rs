@@ -73,12 +73,16 @@ fn run(cli: cli::Cli) -> Exit {
         Ok(rt) => rt,
         Err(err) => return Exit::Config(format!("cannot start the runtime: {err}")),
     };
-    runtime.block_on(async move {
+    let exit = runtime.block_on(async move {
         match cli.action {
             Some(Action::Migrate) => migrate_only(signals).await,
             None => supervise(cli.command, signals).await,
         }
-    })
+    });
+    // Dropping the runtime would wait for blocking tasks, such as a getaddrinfo that hangs on an unreachable
+    // resolver for many seconds: the verdict is in, so exit without them.
+    runtime.shutdown_background();
+    exit
 }
 
 async fn supervise(
