@@ -122,7 +122,8 @@ fn every_sslmode() {
         assert_eq!(config.sslmode(), ours, "{mode}");
         assert_eq!(config.sslmode().as_str(), mode);
         assert_eq!(config.pg_config().get_ssl_mode(), theirs, "{mode}");
-        let _connector = config.tls();
+        // TLS is set up only when the connection may use it.
+        assert_eq!(config.tls().is_some(), mode != "disable", "{mode}");
     }
     let err = parse_err("postgres://u:p@h/db?sslmode=allow");
     assert_eq!(
@@ -288,4 +289,22 @@ fn debug_and_describe_never_show_the_password() {
     assert!(!config.describe().contains("app"));
     let clone = config.clone();
     assert!(!format!("{clone:?}").contains(SECRET));
+}
+
+#[test]
+fn a_password_with_unencoded_delimiters_is_never_quoted() {
+    for url in [
+        format!("postgres://u:{SECRET}?x@localhost/db"),
+        format!("postgres://u:a@b/{SECRET}?rd@localhost/db"),
+        format!("postgres://u:{SECRET}/?@localhost/db?sslmode=disable"),
+    ] {
+        let err = parse_err(&url);
+        assert!(err.contains("percent-encode"), "{err}");
+    }
+    // Percent-encoded, the same password is fine.
+    let config = parse("postgres://u:s3cr3t%3Fpa55%40%2F@localhost/db");
+    assert_eq!(
+        config.pg_config().get_password(),
+        Some(&b"s3cr3t?pa55@/"[..])
+    );
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::NoTls;
 
 pub use self::error::{classify, Cause, DbError};
 use self::tls::RootCerts;
@@ -71,7 +72,9 @@ pub struct DbConfig {
     pg: tokio_postgres::Config,
     sslmode: SslMode,
     root_certs: RootCerts,
-    tls: MakeTlsConnector,
+    /// `None` when the connection never uses TLS: OpenSSL is then never initialised, which keeps its trust
+    /// store out of the supervisor's memory.
+    tls: Option<MakeTlsConnector>,
     target: String,
 }
 
@@ -218,7 +221,11 @@ impl DbConfig {
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
         });
 
-        let tls = tls::connector(sslmode, &root_certs).map_err(invalid)?;
+        let tls = if unix_socket || sslmode == SslMode::Disable {
+            None
+        } else {
+            Some(tls::connector(sslmode, &root_certs).map_err(invalid)?)
+        };
         Ok(DbConfig {
             pg,
             sslmode,
@@ -245,30 +252,60 @@ impl DbConfig {
 
     /// A TLS connector honouring the sslmode: disable/prefer/require encrypt without verifying (as libpq does);
     /// verify-ca checks the chain against the root certificates but not the host name; verify-full checks both.
-    pub fn tls(&self) -> MakeTlsConnector {
+    /// `None` when the connection never uses TLS (sslmode=disable, unix sockets): connect with `NoTls`.
+    pub fn tls(&self) -> Option<MakeTlsConnector> {
         self.tls.clone()
     }
 
     /// Connects, bounding the whole attempt (DNS, TCP, TLS, authentication) by `deadline` (or the URL's
-    /// `connect_timeout` when shorter), spawns the
-    /// connection task on the current tokio runtime and returns the client.
+    /// `connect_timeout` when shorter), spawns the connection task on the current tokio runtime and returns the
+    /// client.
     pub async fn connect(&self, deadline: Duration) -> Result<tokio_postgres::Client, DbError> {
+        Ok(self.connect_with_task(deadline).await?.0)
+    }
+
+    /// As [`DbConfig::connect`], also returning the connection task: aborting it closes the socket at once,
+    /// even while a query waits on a server that stopped answering.
+    pub async fn connect_with_task(
+        &self,
+        deadline: Duration,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
         // libpq's connect_timeout bounds the whole attempt; tokio-postgres' only bounds the TCP connect.
         let deadline = match self.pg.get_connect_timeout() {
             Some(timeout) => deadline.min(*timeout),
             None => deadline,
         };
-        let attempt = self.pg.connect(self.tls.clone());
-        let (client, connection) = tokio::time::timeout(deadline, attempt)
-            .await
-            .map_err(|_| DbError::Timeout(deadline))??;
+        let timed_out = |_| DbError::Timeout(deadline);
+        match &self.tls {
+            None => {
+                let (client, connection) = tokio::time::timeout(deadline, self.pg.connect(NoTls))
+                    .await
+                    .map_err(timed_out)??;
+                Ok((client, self.spawn_connection(connection)))
+            }
+            Some(tls) => {
+                let (client, connection) =
+                    tokio::time::timeout(deadline, self.pg.connect(tls.clone()))
+                        .await
+                        .map_err(timed_out)??;
+                Ok((client, self.spawn_connection(connection)))
+            }
+        }
+    }
+
+    fn spawn_connection<T>(
+        &self,
+        connection: tokio_postgres::Connection<tokio_postgres::Socket, T>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+    {
         let target = self.target.clone();
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(database = %target, error = %err, "database connection ended with an error");
             }
-        });
-        Ok(client)
+        })
     }
 }
 

@@ -31,6 +31,18 @@ pub(crate) fn split(url: &str) -> Result<UrlParts, String> {
             }
             _ => "expected a postgres:// or postgresql:// URL".to_owned(),
         })?;
+    // An '@' after the '?' means the password holds an unencoded '?': the split below would leak the rest of
+    // the password into an "unsupported parameter" error.
+    if rest
+        .split_once('?')
+        .is_some_and(|(_, query)| query.contains('@'))
+    {
+        return Err(
+            "cannot tell where the user info ends: percent-encode '@', '/', '?' and '#' in the password \
+             (%40, %2F, %3F, %23) and in parameter values"
+                .to_owned(),
+        );
+    }
     if rest.contains('#') {
         return Err("unexpected '#' (percent-encode '#' in the password as %23)".to_owned());
     }

@@ -136,15 +136,7 @@ impl Drop for Connection {
 }
 
 async fn connect(db: &DbConfig) -> Result<Connection, DbError> {
-    let (client, connection) = timeout(DEADLINE, db.pg_config().connect(db.tls()))
-        .await
-        .map_err(|_| DbError::Timeout(DEADLINE))??;
-    let target = db.describe();
-    let io = tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(database = %target, error = %err, "health connection ended");
-        }
-    });
+    let (client, io) = db.connect_with_task(DEADLINE).await?;
     Ok(Connection { client, io })
 }
 
