@@ -56,6 +56,30 @@ fn a_database_that_comes_up_late_is_waited_for() {
     assert_no_secret(&done.output(), cluster.password());
 }
 
+#[test]
+fn the_health_listener_reports_starting_within_a_second() {
+    let mut running = Launch::child(&refused_url(PASSWORD), &["true"])
+        .env("DB_WAIT", "30s")
+        .spawn();
+    running.wait_health_up(Duration::from_secs(1));
+    assert!(
+        running.started.elapsed() < Duration::from_secs(1),
+        "the listener took {:?}",
+        running.started.elapsed()
+    );
+    assert_eq!(
+        running.get("/livez").map(|r| r.0),
+        Some(200),
+        "starting is alive"
+    );
+    let (code, body) = running.get("/readyz").expect("an answer");
+    assert_eq!(code, 503, "ready while starting: {body}");
+    assert!(body.contains("starting"), "{body}");
+    assert_no_secret(&body, PASSWORD);
+    running.signal(Signal::SIGTERM);
+    running.wait_exit(Duration::from_secs(5)).assert_code(143);
+}
+
 /// SIGTERM or SIGINT while PostgreSQL refuses connections: start-up ends within 1 s with 128+N.
 fn stop_while_waiting_for_the_database(signal: Signal, code: i32, pid1: bool) {
     let scratch = Scratch::new();
