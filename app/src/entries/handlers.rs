@@ -2,11 +2,12 @@
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::list::{ListParams, DEFAULT_LIMIT, MAX_LIMIT};
 use super::model::{
-    CreateEntryBody, EntryChanges, MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS,
+    CreateEntryBody, EntryChanges, TimeEntry, MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS,
     MAX_EXTERNAL_ID_CHARS, MAX_PROJECT_CHARS,
 };
 use super::store::{self, WriteError};
@@ -175,6 +176,14 @@ pub fn register_routes(router: &mut Router) {
     );
 }
 
+/// The list response, serialized straight from the entries.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Page<'a> {
+    entries: &'a [TimeEntry],
+    next_cursor: Option<String>,
+}
+
 fn write_error(e: WriteError) -> ApiError {
     match e {
         WriteError::Duplicate => ApiError::conflict(
@@ -190,10 +199,11 @@ async fn list(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
     let params = ListParams::parse(&Query::from_request(&req))?;
     let client = ctx.state.db().await?;
     let (entries, next) = store::list(&client, user.id, &params).await?;
-    Ok(ok_json(&json!({
-        "entries": entries,
-        "nextCursor": next.map(|c| c.encode()),
-    })))
+    drop(client);
+    Ok(ok_json(&Page {
+        entries: &entries,
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }
 
 async fn create(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {

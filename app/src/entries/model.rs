@@ -36,17 +36,18 @@ pub struct TimeEntry {
 }
 
 impl TimeEntry {
+    /// From a row of the columns in [`crate::entries::store::COLUMNS`], in that order.
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
         Ok(TimeEntry {
-            id: row.try_get("id")?,
-            source: row.try_get("source")?,
-            external_id: row.try_get("external_id")?,
-            date: row.try_get("date")?,
-            duration: row.try_get("duration")?,
-            project: row.try_get("project")?,
-            description: row.try_get("description")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            id: row.try_get(0)?,
+            source: row.try_get(1)?,
+            external_id: row.try_get(2)?,
+            date: row.try_get(3)?,
+            duration: row.try_get(4)?,
+            project: row.try_get(5)?,
+            description: row.try_get(6)?,
+            created_at: row.try_get(7)?,
+            updated_at: row.try_get(8)?,
         })
     }
 }

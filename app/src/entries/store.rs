@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::list::{Cursor, ListParams};
 use super::model::{EntryChanges, NewEntry, TimeEntry};
 
-const COLUMNS: &str =
+/// The columns every query returns, in the order [`TimeEntry::from_row`] reads them.
+pub const COLUMNS: &str =
     "id, source, external_id, date, duration, project, description, created_at, updated_at";
 
 /// Why a write was refused by the database.

@@ -34,12 +34,20 @@ impl GroupBy {
         }
     }
 
-    /// The grouping key; for days `$2` is the time zone. Fixed fragments only.
-    fn key_sql(self) -> &'static str {
+    /// What rows are grouped by; for days `$2` is the time zone. Fixed fragments only.
+    fn group_sql(self) -> &'static str {
         match self {
-            GroupBy::Day => "to_char((date AT TIME ZONE $2)::date, 'YYYY-MM-DD')",
+            GroupBy::Day => "(date AT TIME ZONE $2)::date",
             GroupBy::Project => "project",
             GroupBy::Source => "source",
+        }
+    }
+
+    /// The group as the API shows it. Days are formatted once per group, not per row.
+    fn key_sql(self) -> &'static str {
+        match self {
+            GroupBy::Day => "to_char(k, 'YYYY-MM-DD')",
+            GroupBy::Project | GroupBy::Source => "k",
         }
     }
 }
@@ -102,9 +110,11 @@ pub struct SummaryRow {
 /// The aggregate, ordered by key (days chronologically).
 pub fn summary_sql(params: &SummaryParams) -> String {
     let mut sql = format!(
-        "SELECT {} AS key, sum(duration) AS hours, count(*) AS entries
-         FROM time_entries WHERE user_id = $1",
-        params.group_by.key_sql()
+        "SELECT {} AS key, hours, entries FROM (
+             SELECT {} AS k, sum(duration) AS hours, count(*) AS entries
+             FROM time_entries WHERE user_id = $1",
+        params.group_by.key_sql(),
+        params.group_by.group_sql()
     );
     let mut n = if params.group_by == GroupBy::Day {
         2
@@ -119,7 +129,7 @@ pub fn summary_sql(params: &SummaryParams) -> String {
         n += 1;
         sql.push_str(&format!(" AND date < ${n}"));
     }
-    sql.push_str(" GROUP BY 1 ORDER BY 1");
+    sql.push_str(" GROUP BY 1) AS g ORDER BY k");
     sql
 }
 

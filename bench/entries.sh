@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Time entries with 100k entries for one user, each figure beside the tool users would use instead:
+#   - GET /api/entries, the first page and a deep page (cursor at entry 90,000) of 100, under wrk,
+#     beside pgbench running the same SELECT as a prepared statement (goal: the app >= 0.5 of pgbench);
+#   - a 10k-entry Toggl import through the API (first run, then the identical re-import), beside psql
+#     \copy + INSERT of the same rows (goal < 1 s);
+#   - a one-year summary by day in Europe/Berlin, under wrk, beside pgbench running the same aggregate
+#     (goal < 100 ms).
+#
+#   bench/entries.sh       (needs wrk, pgbench, psql, curl, python3:
+#                           apt-get install -y wrk postgresql-client; DURATION=10s CONNECTIONS=8)
+#
+# Release builds; a throwaway PostgreSQL from testkit (app/examples/bench_db.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-8}"
+for tool in wrk pgbench psql curl python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release -p app --bin app --example bench_db --quiet
+BIN=target/release
+
+WORK="$(mktemp -d)"
+APP_PID=""
+DB_PID=""
+cleanup() {
+    [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
+    # Closing its standard input stops bench_db and deletes its cluster.
+    exec 3>&- 2>/dev/null || true
+    [ -n "$DB_PID" ] && wait "$DB_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkfifo "$WORK/db.in"
+"$BIN/examples/bench_db" <"$WORK/db.in" >"$WORK/db.out" 2>"$WORK/db.log" &
+DB_PID=$!
+exec 3>"$WORK/db.in"
+for _ in $(seq 600); do [ -s "$WORK/db.out" ] && break; sleep 0.1; done
+DATABASE_URL="$(head -n1 "$WORK/db.out")"
+[ -n "$DATABASE_URL" ] || { echo "the database did not start:" >&2; cat "$WORK/db.log" >&2; exit 1; }
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn "$BIN/app" 2>>"$WORK/app.log" &
+APP_PID=$!
+for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/livez")" = 200 ] && break
+    sleep 0.1
+done
+
+CREDENTIALS='{"email":"bench@example.com","password":"benchmark password"}'
+curl -fsS -o /dev/null -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/register"
+TOKEN="$(curl -fsS -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/login" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+AUTH="Authorization: Bearer $TOKEN"
+USER_ID="$(sql "SELECT id FROM users WHERE email = 'bench@example.com'")"
+
+# 100k entries, two every 30 minutes from 2023-01-01 (about 2.9 years): pairs share a date.
+sql "INSERT INTO time_entries (user_id, source, external_id, date, duration, project, description)
+     SELECT '$USER_ID', 'seed', 'seed-' || g,
+            timestamptz '2023-01-01 00:00Z' + (g / 2) * interval '30 minutes',
+            0.25, 'project ' || (g % 17), 'seeded entry ' || g
+     FROM generate_series(1, 100000) g"
+sql "VACUUM ANALYZE time_entries"
+
+# Entry 90,000: its date and id for the SQL, and its cursor as the API encodes it (the date in
+# microseconds as 16 hex digits, then the id's 32).
+DEEP="$(sql "SELECT to_char(date AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ' ' || id || ' ' ||
+                    lpad(to_hex((extract(epoch FROM date) * 1000000)::bigint), 16, '0') || replace(id::text, '-', '')
+             FROM time_entries WHERE user_id = '$USER_ID' ORDER BY date, id OFFSET 89999 LIMIT 1")"
+read -r DEEP_DATE DEEP_ID CURSOR <<<"$DEEP"
+
+COLUMNS_SQL="id, source, external_id, date, duration, project, description, created_at, updated_at"
+echo "SELECT $COLUMNS_SQL FROM time_entries WHERE user_id = '$USER_ID' ORDER BY date, id LIMIT 101;" >"$WORK/first.sql"
+echo "SELECT $COLUMNS_SQL FROM time_entries WHERE user_id = '$USER_ID' AND (date, id) > ('$DEEP_DATE', '$DEEP_ID') ORDER BY date, id LIMIT 101;" >"$WORK/deep.sql"
+SUMMARY_QUERY="from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z&tz=Europe/Berlin&group_by=day"
+echo "SELECT to_char(k, 'YYYY-MM-DD') AS key, hours, entries FROM (SELECT (date AT TIME ZONE 'Europe/Berlin')::date AS k, sum(duration) AS hours, count(*) AS entries FROM time_entries WHERE user_id = '$USER_ID' AND date >= '2024-01-01T00:00:00Z' AND date < '2025-01-01T00:00:00Z' GROUP BY 1) AS g ORDER BY k;" >"$WORK/summary.sql"
+
+# Sanity: the deep page through the API starts right after entry 90,000.
+FIRST_DEEP="$(curl -fsS -H "$AUTH" "$BASE/api/entries?limit=1&cursor=$CURSOR" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["id"])')"
+EXPECTED_DEEP="$(sql "SELECT id FROM time_entries WHERE user_id = '$USER_ID' ORDER BY date, id OFFSET 90000 LIMIT 1")"
+[ "$FIRST_DEEP" = "$EXPECTED_DEEP" ] || { echo "deep page mismatch: $FIRST_DEEP != $EXPECTED_DEEP" >&2; exit 1; }
+
+# "requests/s p50 p99 non2xx" from wrk --latency output.
+wrk_figures() {
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^ +50%/ { p50 = $2 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $5 }
+        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
+    ' "$1"
+}
+run_wrk() {
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$BASE$1" >"$WORK/wrk.out"
+    wrk_figures "$WORK/wrk.out"
+}
+# "tps average_latency_ms" from pgbench.
+run_pgbench() {
+    pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "${DURATION%s}" -f "$1" "$DATABASE_URL" >"$WORK/pgbench.out" 2>&1
+    awk '/^tps/ { tps = $3 } /latency average/ { lat = $4 } END { printf "%s %s\n", tps, lat }' "$WORK/pgbench.out"
+}
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+row() { printf '%-46s %12s %10s %10s %8s\n' "$@"; }
+
+echo "100k entries for one user; $CONNECTIONS connections, $DURATION per run, $(nproc) cores"
+echo
+row "list, 100 entries per page" "per second" "p50" "p99" "non-2xx"
+for page in first deep; do
+    if [ "$page" = first ]; then
+        path="/api/entries?limit=100"
+    else
+        path="/api/entries?limit=100&cursor=$CURSOR"
+    fi
+    read -r rps p50 p99 bad <<<"$(run_wrk "$path")"
+    read -r tps lat <<<"$(run_pgbench "$WORK/$page.sql")"
+    row "GET $page page (app under wrk)" "$rps" "$p50" "$p99" "$bad"
+    row "  the same SELECT (pgbench -M prepared)" "$tps" "${lat}ms" "" ""
+    row "  app / pgbench" "$(ratio "$rps" "$tps")" "" "" ""
+done
+
+# 10k Toggl entries; the same rows as CSV for psql \copy.
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+entries = [{"id": 5_000_000 + i,
+            "start": f"2022-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            "duration": 60 * (1 + i % 240), "description": f"imported entry {i} - ünïcode",
+            "project_name": f"Projekt {i % 23}", "workspace_id": 1, "tags": ["bench"]}
+           for i in range(10_000)]
+json.dump(entries, open(f"{work}/toggl.json", "w"))
+with open(f"{work}/copy.csv", "w") as f:
+    for e in entries:
+        f.write(f"{e['id']},{e['start']},{e['duration'] / 3600},{e['project_name']},{e['description']}\n")
+PY
+import_once() {
+    curl -sS -o "$WORK/import.out" -w '%{http_code} %{time_total}' -H "$AUTH" \
+        -H 'Content-Type: application/json' --data-binary "@$WORK/toggl.json" "$BASE/api/import/toggl"
+}
+read -r status1 t1 <<<"$(import_once)"
+result1="$(cat "$WORK/import.out")"
+read -r status2 t2 <<<"$(import_once)"
+result2="$(cat "$WORK/import.out")"
+copy_start="$(date +%s.%N)"
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" >/dev/null \
+    -c "CREATE TEMP TABLE staged (external_id text, date timestamptz, duration float8, project text, description text)" \
+    -c "\\copy staged FROM '$WORK/copy.csv' WITH (FORMAT csv)" \
+    -c "INSERT INTO time_entries (user_id, source, external_id, date, duration, project, description)
+        SELECT '$USER_ID', 'copy', external_id, date, duration, project, description FROM staged"
+copy_end="$(date +%s.%N)"
+echo
+row "import of 10k Toggl entries" "seconds" "HTTP" "" ""
+row "POST /api/import/toggl, first" "$t1" "$status1" "" ""
+echo "      $result1"
+row "POST /api/import/toggl, identical again" "$t2" "$status2" "" ""
+echo "      $result2"
+row "  psql \\copy + INSERT of the same rows" "$(python3 -c "print(f'{$copy_end - $copy_start:.6f}')")" "" "" ""
+
+echo
+row "one-year summary by day, Europe/Berlin" "per second" "p50" "p99" "non-2xx"
+read -r rps p50 p99 bad <<<"$(run_wrk "/api/summary?$SUMMARY_QUERY")"
+read -r tps lat <<<"$(run_pgbench "$WORK/summary.sql")"
+row "GET /api/summary (app under wrk)" "$rps" "$p50" "$p99" "$bad"
+row "  the same aggregate (pgbench -M prepared)" "$tps" "${lat}ms" "" ""
+row "  app / pgbench" "$(ratio "$rps" "$tps")" "" "" ""
+single="$(curl -sS -o "$WORK/summary.out" -w '%{time_total}' -H "$AUTH" "$BASE/api/summary?$SUMMARY_QUERY")"
+days="$(python3 -c "import json; print(len(json.load(open('$WORK/summary.out'))))")"
+row "one request alone (curl time_total, s; $days days)" "$single" "" "" ""
