@@ -225,13 +225,14 @@ impl Launch {
 /// Output of a pipe, collected by a thread, that tests can wait on.
 #[derive(Clone)]
 pub struct Captured {
-    inner: Arc<(Mutex<String>, Condvar)>,
+    /// The text so far, and whether the pipe reached end-of-file.
+    inner: Arc<(Mutex<(String, bool)>, Condvar)>,
 }
 
 impl Captured {
     fn new() -> Captured {
         Captured {
-            inner: Arc::new((Mutex::new(String::new()), Condvar::new())),
+            inner: Arc::new((Mutex::new((String::new(), false)), Condvar::new())),
         }
     }
 
@@ -240,12 +241,18 @@ impl Captured {
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
+                let (captured, cv) = &*this.inner;
                 match source.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        captured.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+                        cv.notify_all();
+                        return;
+                    }
                     Ok(n) => {
-                        let (text, cv) = &*this.inner;
-                        text.lock()
+                        captured
+                            .lock()
                             .unwrap_or_else(|e| e.into_inner())
+                            .0
                             .push_str(&String::from_utf8_lossy(&buf[..n]));
                         cv.notify_all();
                     }
@@ -259,16 +266,35 @@ impl Captured {
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .clone()
+    }
+
+    /// Everything written, once every writer closed the pipe (at most `timeout`: leftovers may hold it open).
+    pub fn complete(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (captured, cv) = &*self.inner;
+        let mut guard = captured.lock().unwrap_or_else(|e| e.into_inner());
+        while !guard.1 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            guard = cv
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        guard.0.clone()
     }
 
     /// Waits until the output contains `needle`; false after `timeout`.
     pub fn wait_contains(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let (text, cv) = &*self.inner;
-        let mut guard = text.lock().unwrap_or_else(|e| e.into_inner());
+        let (captured, cv) = &*self.inner;
+        let mut guard = captured.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if guard.contains(needle) {
+            if guard.0.contains(needle) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -399,9 +425,8 @@ impl Running {
             .code()
             .or_else(|| status.signal().map(|n| 128 + n))
             .expect("an exit code or a signal");
-        // The pipes may be held open by leftovers; give the readers a moment to catch up with what was written.
-        let stdout = settle(&self.stdout);
-        let stderr = settle(&self.stderr);
+        let stdout = self.stdout.complete(Duration::from_secs(2));
+        let stderr = self.stderr.complete(Duration::from_secs(2));
         Finished {
             code,
             elapsed: at - self.started,
@@ -494,20 +519,6 @@ impl Running {
             .map(|p| p.pid)
             .collect()
     }
-}
-
-/// Reads what is already buffered, waiting a little for the reader threads to drain the pipes.
-fn settle(captured: &Captured) -> String {
-    let mut last = captured.text();
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(5));
-        let now = captured.text();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    last
 }
 
 impl Drop for Running {
