@@ -29,18 +29,21 @@ fn orphans_are_reaped(pid1: bool) {
         launch.pid1();
     }
     let mut running = launch.spawn();
-    testkit::wait_for("the orphans to be spawned", Duration::from_secs(20), || {
-        scratch.exists("spawned").then_some(())
-    });
     let supervisor = running.pid();
 
-    // Watch the supervisor's children until the orphans are long gone.
+    // Watch the supervisor's children from the start until the orphans are long gone.
     let mut adopted = HashSet::new();
     let mut zombie_since: HashMap<i32, Instant> = HashMap::new();
     let mut oldest_zombie = Duration::ZERO;
-    let watch_until = Instant::now() + Duration::from_millis(2500);
+    let mut spawned = false;
+    let mut watch_until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < watch_until {
         let now = Instant::now();
+        if !spawned && scratch.exists("spawned") {
+            // The last orphans die a second after this: watch well past that.
+            spawned = true;
+            watch_until = now + Duration::from_millis(2500);
+        }
         for p in processes().into_iter().filter(|p| p.ppid == supervisor) {
             adopted.insert(p.pid);
             if p.state == 'Z' {
@@ -51,6 +54,7 @@ fn orphans_are_reaped(pid1: bool) {
         // The pace of the observation, not a synchronisation.
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(spawned, "the child never reported its orphans spawned");
     assert!(
         adopted.len() > 90,
         "only {} processes were ever the supervisor's children: the orphans were not adopted",
