@@ -1,7 +1,10 @@
 //! A raw hyper 1 hello-world on a current-thread runtime: the baseline bench/health.sh compares the
 //! health listener with.
 //!
-//!     cargo run --release -p supervisor --example hello -- 127.0.0.1:8090
+//!     cargo run --release -p supervisor --example hello -- 127.0.0.1:8090 [--timeout]
+//!
+//! `--timeout` adds what the health listener's connections carry besides the handler: a header read
+//! timeout (a timer armed per request), to tell that cost apart from the handler's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ fn main() -> std::io::Result<()> {
         .map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("address: {e}"))
         })?;
+    let with_timeout = std::env::args().nth(2).as_deref() == Some("--timeout");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -36,7 +40,13 @@ fn main() -> std::io::Result<()> {
                         b"Hello, World!",
                     ))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                if with_timeout {
+                    builder
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(5));
+                }
+                let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
