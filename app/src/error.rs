@@ -368,3 +368,61 @@ fn is_unavailable_sqlstate(code: &tokio_postgres::error::SqlState) -> bool {
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(err: ApiError) -> (Response<()>, serde_json::Value) {
+        let response = err.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let (response, body) = body_of(ApiError::internal(
+            "relation \"users\" does not exist at db:5432",
+        ))
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(!body.to_string().contains("users"));
+        let (response, body) = body_of(ApiError::database_unavailable("connection refused")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!body.to_string().contains("refused"));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[tokio::test]
+    async fn validation_lists_every_problem() {
+        let err = ApiError::validation(vec![
+            Problem::field("email", "is required"),
+            Problem::index(3, "duration must be >= 0").with_field("duration"),
+            Problem::line(7, "bad date"),
+        ]);
+        let (response, body) = body_of(err).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body["error"]["details"],
+            serde_json::json!([
+                {"field": "email", "message": "is required"},
+                {"index": 3, "field": "duration", "message": "duration must be >= 0"},
+                {"line": 7, "message": "bad date"}
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_and_rate_limits_carry_their_headers() {
+        let (response, _) = body_of(ApiError::method_not_allowed("GET, HEAD, OPTIONS")).await;
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD, OPTIONS");
+        let (response, _) = body_of(ApiError::too_many_requests("slow down", 0)).await;
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

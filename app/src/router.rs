@@ -219,3 +219,81 @@ impl Router {
         Value::Object(self.schemas.clone().into_iter().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::no_content;
+    use serde_json::json;
+
+    fn table() -> Router {
+        let mut router = Router::new();
+        for (method, path) in [
+            (Method::GET, "/api/entries"),
+            (Method::POST, "/api/entries"),
+            (Method::GET, "/api/entries/{id}"),
+            (Method::DELETE, "/api/entries/{id}"),
+        ] {
+            router.add(method, path, json!({"summary": path}), |_req, _ctx| async {
+                Ok(no_content())
+            });
+        }
+        router
+    }
+
+    #[test]
+    fn finds_routes_with_decoded_params() {
+        let router = table();
+        match router.lookup(&Method::GET, "/api/entries/a%20b") {
+            Lookup::Found { params, .. } => assert_eq!(params.get("id"), Some("a b")),
+            _ => panic!("GET /api/entries/{{id}} is routed"),
+        }
+        // HEAD is served by GET.
+        assert!(matches!(
+            router.lookup(&Method::HEAD, "/api/entries"),
+            Lookup::Found { .. }
+        ));
+        assert!(matches!(
+            router.lookup(&Method::GET, "/api/nothing"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            router.lookup(&Method::GET, "/api/entries/1/2"),
+            Lookup::NotFound
+        ));
+    }
+
+    #[test]
+    fn wrong_method_lists_the_allowed_ones() {
+        let router = table();
+        match router.lookup(&Method::PUT, "/api/entries/x") {
+            Lookup::MethodNotAllowed(allow) => assert_eq!(allow, "GET, DELETE, HEAD, OPTIONS"),
+            _ => panic!("PUT is not allowed"),
+        }
+        assert_eq!(
+            router.allowed_methods("/api/entries").as_deref(),
+            Some("GET, POST, HEAD, OPTIONS")
+        );
+    }
+
+    #[test]
+    fn documents_every_route() {
+        let router = table();
+        let paths = router.openapi_paths();
+        assert_eq!(
+            paths["/api/entries/{id}"]["delete"]["summary"],
+            "/api/entries/{id}"
+        );
+        assert_eq!(router.routes().len(), 4);
+        assert!(PathParams::default().uuid("id").is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn a_duplicate_route_is_refused() {
+        let mut router = table();
+        router.add(Method::GET, "/api/entries", json!({}), |_req, _ctx| async {
+            Ok(no_content())
+        });
+    }
+}

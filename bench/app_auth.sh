@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Accounts under load: logins per second at full load beside the argon2id ceiling (the app's own hasher
+# in-process, and the reference C implementation's `argon2` CLI), and the latency of GET /api/auth/me
+# alone and while a login storm runs (goal: p99 < 50 ms), for HASH_CONCURRENCY = cores and cores - 1.
+#
+#   bench/app_auth.sh      (needs wrk and argon2: apt-get install -y wrk argon2;
+#                           DURATION=10s LOGIN_CONNECTIONS=16 ME_CONNECTIONS=4)
+#
+# Release builds; a throwaway PostgreSQL from testkit (app/examples/bench_db.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-16}"
+ME_CONNECTIONS="${ME_CONNECTIONS:-4}"
+for tool in wrk argon2 curl; do
+    command -v "$tool" >/dev/null || { echo "$tool is required: apt-get install -y $tool" >&2; exit 1; }
+done
+
+cargo build --release -p app --bin app --example bench_db --example argon2_rate --quiet
+BIN=target/release
+CORES="$(nproc)"
+
+WORK="$(mktemp -d)"
+APP_PID=""
+DB_PID=""
+cleanup() {
+    [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
+    # Closing its standard input stops bench_db and deletes its cluster.
+    exec 3>&- 2>/dev/null || true
+    [ -n "$DB_PID" ] && wait "$DB_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkfifo "$WORK/db.in"
+"$BIN/examples/bench_db" <"$WORK/db.in" >"$WORK/db.out" 2>"$WORK/db.log" &
+DB_PID=$!
+exec 3>"$WORK/db.in"
+for _ in $(seq 600); do [ -s "$WORK/db.out" ] && break; sleep 0.1; done
+DATABASE_URL="$(head -n1 "$WORK/db.out")"
+[ -n "$DATABASE_URL" ] || { echo "the database did not start:" >&2; cat "$WORK/db.log" >&2; exit 1; }
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+EMAIL="bench@example.com"
+PASSWORD="benchmark password"
+
+start_app() {
+    DATABASE_URL="$DATABASE_URL" PORT="$PORT" ALLOW_REGISTRATION=true RUST_LOG=warn \
+        HASH_CONCURRENCY="$1" "$BIN/app" 2>>"$WORK/app.log" &
+    APP_PID=$!
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/livez")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "the app did not start:" >&2
+    cat "$WORK/app.log" >&2
+    exit 1
+}
+stop_app() { kill "$APP_PID"; wait "$APP_PID" || true; APP_PID=""; }
+
+cat >"$WORK/login.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"email":"$EMAIL","password":"$PASSWORD"}'
+EOF
+
+# "requests/s p50 p99 non2xx" from wrk --latency output.
+wrk_figures() {
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^ +50%/ { p50 = $2 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $5 }
+        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
+    ' "$1"
+}
+row() { printf '%-52s %10s %10s %10s %8s\n' "$@"; }
+
+# The ceiling: hashes per second with nothing else around them.
+REF_RUNS=40
+REF_START="$(date +%s.%N)"
+REF_PIDS=()
+for _ in $(seq "$CORES"); do
+    ( for _ in $(seq "$REF_RUNS"); do
+          echo -n "$PASSWORD" | argon2 benchmarksalt -id -t 2 -k 19456 -p 1 -r >/dev/null
+      done ) &
+    REF_PIDS+=($!)
+done
+wait "${REF_PIDS[@]}"
+REF_END="$(date +%s.%N)"
+REF_RATE="$(echo "$CORES * $REF_RUNS / ($REF_END - $REF_START)" | bc -l)"
+read -r OWN_RATE OWN_MS <<<"$("$BIN/examples/argon2_rate" 5 "$CORES")"
+
+echo "machine: $CORES cores; argon2id m=19456 KiB t=2 p=1; wrk $DURATION, logins on $LOGIN_CONNECTIONS connections, me on $ME_CONNECTIONS"
+echo
+row "what" "per second" "p50" "p99" "non-2xx"
+row "argon2 CLI (reference C), $CORES processes" "$(printf '%.1f' "$REF_RATE")" "-" "-" "-"
+row "app hasher in-process, $CORES slots" "$OWN_RATE" "${OWN_MS}ms" "-" "-"
+
+for slots in "$CORES" $((CORES > 1 ? CORES - 1 : 1)); do
+    start_app "$slots"
+    curl -s -o /dev/null -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/register"
+    TOKEN="$(curl -s -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/login" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+
+    wrk -t1 -c"$LOGIN_CONNECTIONS" -d"$DURATION" --latency -s "$WORK/login.lua" "$BASE/api/auth/login" \
+        >"$WORK/login.txt"
+    read -r rps p50 p99 bad <<<"$(wrk_figures "$WORK/login.txt")"
+    row "POST /api/auth/login, HASH_CONCURRENCY=$slots" "$rps" "$p50" "$p99" "$bad"
+
+    wrk -t1 -c"$ME_CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
+        "$BASE/api/auth/me" >"$WORK/me.txt"
+    read -r rps p50 p99 bad <<<"$(wrk_figures "$WORK/me.txt")"
+    row "GET /api/auth/me alone, HASH_CONCURRENCY=$slots" "$rps" "$p50" "$p99" "$bad"
+
+    wrk -t1 -c"$LOGIN_CONNECTIONS" -d"$DURATION" -s "$WORK/login.lua" "$BASE/api/auth/login" \
+        >"$WORK/storm.txt" &
+    STORM_PID=$!
+    sleep 1 # let the storm fill the hashing slots before measuring
+    wrk -t1 -c"$ME_CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
+        "$BASE/api/auth/me" >"$WORK/me_storm.txt"
+    wait "$STORM_PID"
+    read -r rps p50 p99 bad <<<"$(wrk_figures "$WORK/me_storm.txt")"
+    row "GET /api/auth/me during a login storm, HASH_CONC=$slots" "$rps" "$p50" "$p99" "$bad"
+    read -r rps p50 p99 bad <<<"$(wrk_figures "$WORK/storm.txt")"
+    row "  (the storm's logins meanwhile)" "$rps" "-" "-" "$bad"
+    stop_app
+done
