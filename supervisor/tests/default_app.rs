@@ -12,6 +12,16 @@ use common::{assert_no_secret, http_get, shared_cluster, supervisor_bin, Launch}
 
 #[test]
 fn runs_the_app_next_to_it_and_stops_it_cleanly() {
+    runs_the_app(false);
+}
+
+/// As in a container: `docker stop` sends SIGTERM to PID 1 and expects exit 0 well inside 10 s.
+#[test]
+fn as_pid_1_runs_the_app_next_to_it_and_stops_it_cleanly() {
+    runs_the_app(true);
+}
+
+fn runs_the_app(pid1: bool) {
     let app = testkit::bin_path("app");
     assert_eq!(
         app.parent(),
@@ -27,6 +37,9 @@ fn runs_the_app_next_to_it_and_stops_it_cleanly() {
         .env("PORT", &port.to_string())
         // The default check of the app: http://127.0.0.1:$PORT/livez.
         .unset("CHILD_CHECK");
+    if pid1 {
+        launch.pid1();
+    }
     let mut running = launch.spawn();
 
     running.wait_status("/readyz", 200, Duration::from_secs(30));
