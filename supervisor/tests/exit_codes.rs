@@ -364,3 +364,70 @@ fn the_password_never_appears_in_a_normal_run() {
     json.assert_code(0);
     assert_no_secret(&json.output(), cluster.password());
 }
+
+/// Each stderr line must be one JSON object with a level and a message.
+fn assert_json_lines(stderr: &str) {
+    assert!(!stderr.trim().is_empty(), "nothing logged");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+        assert!(event["level"].is_string(), "no level: {line}");
+        let message = event
+            .get("message")
+            .or_else(|| event.get("fields").and_then(|f| f.get("message")));
+        assert!(message.is_some_and(|m| m.is_string()), "no message: {line}");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_in_every_outcome() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let url = cluster.url(&db);
+
+    let ok = Launch::child(&url, &["sh", "-c", "exit 0"])
+        .env("LOG_FORMAT", "json")
+        .run(QUICK);
+    ok.assert_code(0);
+    assert_json_lines(&ok.stderr);
+
+    let config = Launch::child(&url, &["true"])
+        .env("LOG_FORMAT", "json")
+        .env("STOP_GRACE", "soon")
+        .run(QUICK);
+    config.assert_code(78);
+    assert_json_lines(&config.stderr);
+
+    let unreachable = Launch::child(&refused_url(PASSWORD), &["true"])
+        .env("LOG_FORMAT", "json")
+        .env("DB_WAIT", "500ms")
+        .run(QUICK);
+    unreachable.assert_code(69);
+    assert_json_lines(&unreachable.stderr);
+    assert_no_secret(&unreachable.output(), PASSWORD);
+
+    let missing = Launch::child(&url, &["no-such-command-4f1c"])
+        .env("LOG_FORMAT", "json")
+        .run(QUICK);
+    missing.assert_code(127);
+    assert_json_lines(&missing.stderr);
+    assert_no_secret(&missing.output(), cluster.password());
+}
+
+#[test]
+fn the_url_can_come_from_database_url_file() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let scratch = Scratch::new();
+    let file = scratch.path("database-url");
+    // As Docker secrets are often written: with a trailing newline.
+    std::fs::write(&file, format!("{}\n", cluster.url(&db))).unwrap();
+    let marker = scratch.arg("started");
+    let done = Launch::child("unused", &["touch", &marker])
+        .unset("DATABASE_URL")
+        .env("DATABASE_URL_FILE", file.to_str().unwrap())
+        .run(QUICK);
+    done.assert_code(0);
+    assert!(scratch.exists("started"));
+    assert_no_secret(&done.output(), cluster.password());
+}
