@@ -228,3 +228,46 @@ fn sigterm_during_the_restart_backoff_stops_without_another_start() {
         "started again after SIGTERM"
     );
 }
+
+#[test]
+fn a_stopped_child_is_not_restarted() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let scratch = Scratch::new();
+    let child = common::traps_child(&scratch);
+    let mut running = Launch::child(&cluster.url(&db), &common::strs(&child))
+        .env("RESTART", "on-failure:3")
+        .spawn();
+    running.wait_line(&scratch, "traps", "ready", Duration::from_secs(20));
+    running.signal(Signal::SIGTERM);
+    // The child exits 42 on SIGTERM: a failure, but one the stop asked for.
+    running.wait_exit(Duration::from_secs(5)).assert_code(42);
+    assert_eq!(
+        scratch.lines("traps"),
+        ["ready", "TERM"],
+        "started again after the stop"
+    );
+}
+
+#[test]
+fn a_child_exiting_during_the_drain_ends_it_at_once() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let scratch = Scratch::new();
+    let script = format!("echo ready > {}; sleep 0.5; exit 5", scratch.arg("ready"));
+    let mut running = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
+        .env("DRAIN_DELAY", "10s")
+        .spawn();
+    testkit::wait_for("the child to start", Duration::from_secs(20), || {
+        scratch.exists("ready").then_some(())
+    });
+    let sent = Instant::now();
+    running.signal(Signal::SIGTERM);
+    let done = running.wait_exit(Duration::from_secs(5));
+    done.assert_code(5);
+    assert!(
+        done.at - sent < Duration::from_secs(2),
+        "waited {:?} for a drain whose child was gone",
+        done.at - sent
+    );
+}
