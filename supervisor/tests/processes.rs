@@ -271,3 +271,16 @@ fn a_child_exiting_during_the_drain_ends_it_at_once() {
         done.at - sent
     );
 }
+
+#[test]
+fn on_failure_defaults_to_five_restarts() {
+    let (times, done) = starts(Some("on-failure"), "exit 9");
+    done.assert_code(9);
+    assert_eq!(times.len(), 6, "one start and five restarts");
+    let span = times[5].duration_since(times[0]).unwrap();
+    // 100 + 200 + 400 + 800 + 1600 ms of backoff.
+    assert!(
+        span >= Duration::from_millis(3100) && span < Duration::from_millis(5000),
+        "restarts took {span:?}"
+    );
+}
