@@ -27,7 +27,7 @@ cleanup() {
     set +e
     local ids
     mapfile -t ids < <(docker ps -aq --filter "label=$LABEL")
-    ((${#ids[@]} == 0)) || timeout 60 docker rm -f "${ids[@]}" >/dev/null 2>&1
+    ((${#ids[@]} == 0)) || timeout 60 docker rm -f -v "${ids[@]}" >/dev/null 2>&1
     docker network rm "$NET" >/dev/null 2>&1
     docker image rm -f "$SEED_IMAGE" "$IMAGE" "$IMAGE-edit" >/dev/null 2>&1
     rm -rf "$work"
@@ -115,7 +115,7 @@ stop_series() {
         timeout 30 docker stop -t 10 "$name" >/dev/null
         times+=($(($(now_ms) - start)))
         codes+=("$(docker inspect -f '{{.State.ExitCode}}' "$name")")
-        docker rm -f "$name" >/dev/null
+        docker rm -f -v "$name" >/dev/null
     done
     local sorted
     sorted=$(printf '%s\n' "${times[@]}" | sort -n)
@@ -137,13 +137,13 @@ probe_ms=$(($(now_ms) - start))
 wait_for 90 is_healthy "$name"
 healthy_ms=$(($(now_ms) - start))
 interval=$(docker image inspect -f '{{.Config.Healthcheck.Interval}}' "$IMAGE")
-docker rm -f "$name" >/dev/null
+docker rm -f -v "$name" >/dev/null
 name="$ID-seed-up"
 start=$(now_ms)
 run_image "$name" "$SEED_IMAGE"
 wait_for 90 app_answers "$name"
 seed_up_ms=$(($(now_ms) - start))
-docker rm -f "$name" >/dev/null
+docker rm -f -v "$name" >/dev/null
 
 printf '\n%-44s %-26s %-26s\n' "containers ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)" "ours (supervisor PID 1)" "seed shape (sh -c PID 1)"
 printf '%-44s %-26s %-26s\n' "docker stop, median of $runs (min-max)" "$ours_med ms ($ours_min-$ours_max)" "$seed_med ms ($seed_min-$seed_max)"
