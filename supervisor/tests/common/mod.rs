@@ -25,7 +25,7 @@ pub fn supervisor_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_supervisor"))
 }
 
-/// The fixture scripts' directory.
+/// The path of a fixture script (tests/fixtures/NAME).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
