@@ -2,7 +2,9 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::errno::Errno;
@@ -35,6 +37,54 @@ pub fn spawn(command: &[OsString]) -> Result<Pid, Exit> {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
         Err(err) => Err(spawn_error(program, &err)),
     }
+}
+
+/// Checks that the command can be executed, before start-up waits for the database: the answer (126 or 127)
+/// should not take `DB_WAIT` and a migration to arrive. `spawn` maps the same failures if they appear later.
+pub fn check(command: &[OsString]) -> Result<(), Exit> {
+    let program = command.first().map(PathBuf::from).unwrap_or_default();
+    let shown = program.display();
+    let Some(path) = resolve(&program) else {
+        return Err(Exit::CommandNotFound(format!(
+            "{shown}: command not found (give an existing program after --)"
+        )));
+    };
+    if path.is_dir() {
+        return Err(Exit::CommandNotExecutable(format!(
+            "{shown}: is a directory"
+        )));
+    }
+    if nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(Exit::CommandNotExecutable(format!(
+            "{shown}: permission denied (make it executable, or check the user it runs as)"
+        )));
+    }
+    // execvp would hand a file that is neither ELF nor a script to /bin/sh; run only what the kernel runs.
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut magic));
+    match read {
+        Ok(n) if magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF" => Ok(()),
+        Ok(_) => Err(Exit::CommandNotExecutable(format!(
+            "{shown}: not a program (no ELF header and no #! line)"
+        ))),
+        Err(err) => Err(Exit::CommandNotExecutable(format!(
+            "{shown}: cannot read: {err}"
+        ))),
+    }
+}
+
+/// Where `execvp` would find `program`: as given when it holds a '/', else the first match on PATH.
+fn resolve(program: &Path) -> Option<PathBuf> {
+    if program.as_os_str().is_empty() {
+        return None;
+    }
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return program.exists().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 fn spawn_error(program: &OsString, err: &io::Error) -> Exit {

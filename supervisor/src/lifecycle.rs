@@ -48,6 +48,9 @@ impl Supervisor {
 
     /// Start-up, then the child until it is done. Returns how the supervisor must exit.
     pub async fn run(mut self) -> Exit {
+        if let Err(exit) = child::check(&self.config.command) {
+            return self.exit(exit);
+        }
         let (db, wait) = (self.config.db.clone(), self.config.db_wait);
         match start_up(&db, wait, &mut self.signals).await {
             Ok(version) => self.state.set_migration_version(version),
