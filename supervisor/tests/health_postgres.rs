@@ -96,7 +96,8 @@ fn a_blackholed_server_times_out_and_requests_never_wait() {
     let took = began.elapsed();
     assert!(took >= Duration::from_millis(800), "{took:?}");
     assert!(took < Duration::from_millis(1_800), "{took:?}");
-    assert!(slowest < Duration::from_millis(250), "{slowest:?}");
+    // Far below the 800 ms a request would take if it waited on the database.
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
     // Still at most one attempt at a time: a few seconds bring a few connections, not one per request.
     let asked = Instant::now();
     for _ in 0..200 {
@@ -221,7 +222,10 @@ fn a_flood_of_requests_adds_no_queries_or_connections() {
     let backends = || {
         pg.psql(
             "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"),
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND backend_type = 'client backend'"
+            ),
         )
     };
     assert_eq!(backends(), "1");

@@ -3,13 +3,16 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::checks::{CheckName, Probe, Reason, Snapshot, Status, Verdict};
+use crate::state::Phase;
 
 pub const CONTENT_TYPE: &str = "application/health+json";
 
@@ -123,15 +126,105 @@ pub fn overall(snapshot: &Snapshot, excluded: &[CheckName]) -> Status {
         .unwrap_or(Status::Pass)
 }
 
-fn round(value: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (value * scale).round() / scale
+/// Everything a document is made of, as it appears in it (times to the second, values rounded as printed):
+/// equal keys give identical documents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DocumentKey {
+    details: bool,
+    excluded: [bool; 3],
+    now_secs: u64,
+    phase: Phase,
+    verdicts: [Verdict; 3],
+    /// pid, uptime in tenths of a second.
+    child: Option<(i32, u64)>,
+    /// rssBytes, time.
+    child_reading: Option<(Option<u64>, u64)>,
+    /// latency in microseconds, time.
+    postgres: Option<(Option<u64>, u64)>,
+    restarts: u32,
+    migration_version: Option<i64>,
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn uptime_tenths(snapshot: &Snapshot, started: std::time::Instant) -> f64 {
+    (snapshot
+        .now
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        * 10.0)
+        .round()
+}
+
+fn latency_micros(latency: std::time::Duration) -> f64 {
+    (latency.as_secs_f64() * 1e6).round()
+}
+
+impl DocumentKey {
+    fn of(snapshot: &Snapshot, excluded: &[CheckName], details: bool, now: SystemTime) -> Self {
+        DocumentKey {
+            details,
+            excluded: CheckName::ALL.map(|c| excluded.contains(&c)),
+            now_secs: unix_secs(now),
+            phase: snapshot.phase,
+            verdicts: CheckName::ALL.map(|c| snapshot.verdict(c, Probe::Ready)),
+            child: snapshot
+                .child
+                .map(|c| (c.pid, uptime_tenths(snapshot, c.started) as u64)),
+            child_reading: snapshot
+                .current_child_reading()
+                .map(|r| (r.rss_bytes, unix_secs(r.time))),
+            postgres: snapshot.postgres.map(|r| {
+                let latency = r.outcome.ok().map(|l| latency_micros(l) as u64);
+                (latency, unix_secs(r.time))
+            }),
+            restarts: snapshot.restarts,
+            migration_version: snapshot.migration_version,
+        }
+    }
+}
+
+/// The last `/health` document served: under a flood most requests ask for the same one.
+#[derive(Default)]
+pub struct DocumentCache(Mutex<Option<(DocumentKey, Status, Bytes)>>);
+
+impl DocumentCache {
+    pub fn render(
+        &self,
+        snapshot: &Snapshot,
+        excluded: &[CheckName],
+        details: bool,
+    ) -> (Status, Bytes) {
+        let now = SystemTime::now();
+        let key = DocumentKey::of(snapshot, excluded, details, now);
+        if let Some((cached, status, body)) = &*super::lock(&self.0) {
+            if *cached == key {
+                return (*status, body.clone());
+            }
+        }
+        let (status, body) = health_json_at(snapshot, excluded, details, now);
+        let body = Bytes::from(body);
+        *super::lock(&self.0) = Some((key, status, body.clone()));
+        (status, body)
+    }
+}
+
+#[cfg(test)]
+fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -> (Status, String) {
+    health_json_at(snapshot, excluded, details, SystemTime::now())
 }
 
 /// The `/health` document and its overall status. Without `details` it carries statuses and values only:
 /// no `output`, `version`, `pid` or `rssBytes`.
-pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -> (Status, String) {
-    let now = Stamp::of(SystemTime::now());
+fn health_json_at(
+    snapshot: &Snapshot,
+    excluded: &[CheckName],
+    details: bool,
+    now: SystemTime,
+) -> (Status, String) {
+    let now = Stamp::of(now);
     let output = |verdict: Verdict| verdict.reason.filter(|_| details).map(Reason::as_str);
 
     let verdict = snapshot.verdict(CheckName::Supervisor, Probe::Ready);
@@ -148,10 +241,9 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
     let app = Entry {
         component_type: Some("component"),
         status: verdict.status.as_str(),
-        observed_value: snapshot.child.map(|c| {
-            let uptime = snapshot.now.saturating_duration_since(c.started);
-            Observed::Number(round(uptime.as_secs_f64(), 1))
-        }),
+        observed_value: snapshot
+            .child
+            .map(|c| Observed::Number(uptime_tenths(snapshot, c.started) / 10.0)),
         observed_unit: snapshot.child.map(|_| "s"),
         restarts: Some(snapshot.restarts),
         pid: snapshot.child.map(|c| c.pid).filter(|_| details),
@@ -165,7 +257,7 @@ pub fn health_json(snapshot: &Snapshot, excluded: &[CheckName], details: bool) -
     let postgres = Entry {
         component_type: Some("datastore"),
         status: verdict.status.as_str(),
-        observed_value: latency.map(|l| Observed::Number(round(l.as_secs_f64() * 1e3, 3))),
+        observed_value: latency.map(|l| Observed::Number(latency_micros(l) / 1e3)),
         observed_unit: latency.map(|_| "ms"),
         output: output(verdict),
         time: snapshot.postgres.map_or(now, |r| Stamp::of(r.time)),
@@ -326,6 +418,28 @@ mod tests {
         let (_, body) = health_json(&s, &[], true);
         assert!(body.contains(r#""output":"connection refused""#), "{body}");
         let (status, _) = health_json(&s, &[CheckName::Postgres], true);
+        assert_eq!(status, Status::Pass);
+    }
+
+    #[test]
+    fn the_cache_serves_what_a_fresh_render_gives() {
+        let cache = DocumentCache::default();
+        let mut s = running();
+        let fresh = |s: &Snapshot, details| {
+            let (status, body) = health_json(s, &[], details);
+            (status, Bytes::from(body))
+        };
+        assert_eq!(cache.render(&s, &[], true), fresh(&s, true));
+        assert_eq!(cache.render(&s, &[], false), fresh(&s, false));
+        s.restarts = 2;
+        assert_eq!(cache.render(&s, &[], false), fresh(&s, false));
+        s.postgres.as_mut().unwrap().outcome = Ok(std::time::Duration::from_micros(1_234));
+        assert_eq!(cache.render(&s, &[], false), fresh(&s, false));
+        s.now += std::time::Duration::from_millis(100);
+        assert_eq!(cache.render(&s, &[], false), fresh(&s, false));
+        s.phase = Phase::Draining;
+        assert_eq!(cache.render(&s, &[], false), fresh(&s, false));
+        let (status, _) = cache.render(&s, &[CheckName::Supervisor], false);
         assert_eq!(status, Status::Pass);
     }
 

@@ -251,7 +251,7 @@ fn answer<B>(
             }
         },
         Route::Health => {
-            let (status, body) = document::health_json(&snapshot, &query.excluded, details);
+            let (status, body) = shared.document.render(&snapshot, &query.excluded, details);
             reply(
                 verdict_code(status != Status::Fail),
                 document::CONTENT_TYPE,

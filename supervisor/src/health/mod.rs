@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     postgres: Mutex<Option<postgres::Reading>>,
     child: Mutex<Option<child::Reading>>,
     metrics: metrics::Metrics,
+    document: document::DocumentCache,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +46,7 @@ impl Shared {
             postgres: Mutex::new(None),
             child: Mutex::new(None),
             metrics: metrics::Metrics::new(),
+            document: document::DocumentCache::default(),
         }
     }
 
