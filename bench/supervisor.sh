@@ -59,12 +59,12 @@ echo "measuring tini -g ($runs runs each)..." >&2
 theirs=$(perl bench/supervisor-measure.pl "$runs" tini -g --)
 
 value() { awk -v k="$1" '$1 == k { print $2 }' <<<"$2"; }
-row() { printf '| %-44s | %10s | %8s | %-22s |\n' "$1" "$(value "$2" "$ours")" "$(value "$2" "$theirs")" "$3"; }
+row() { printf '| %-48s | %10s | %8s | %-22s |\n' "$1" "$(value "$2" "$ours")" "$(value "$2" "$theirs")" "$3"; }
 echo
 echo "supervisor $("$supervisor" --version | awk '{print $2}') vs $(tini --version | head -1), medians of $runs runs, $(nproc) CPUs"
 echo
-printf '| %-44s | %10s | %8s | %-22s |\n' "measure" "supervisor" "tini -g" "goal"
-printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..24})"
+printf '| %-48s | %10s | %8s | %-22s |\n' "measure" "supervisor" "tini -g" "goal"
+printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..50})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..24})"
 row "RSS with the child running (MiB)" rss_mib "<= 4 MiB"
 row "exec to child started, schema current (ms)" startup_ms "< 50 ms"
 row "signal forwarding, kill to handler (ms)" forward_ms "within 1 ms of tini"
