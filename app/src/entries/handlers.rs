@@ -42,9 +42,12 @@ fn id_parameter() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
 }
 
+/// Dates the API stores start with a year from 1900 to 9999.
+const YEARS_1900_TO_9999: &str = "^(19[0-9]{2}|[2-9][0-9]{3})-";
+
 fn writable_properties() -> Value {
     json!({
-        "date": {"type": "string", "format": "date-time", "description": "RFC 3339; years 1900 to 9999"},
+        "date": {"type": "string", "format": "date-time", "pattern": YEARS_1900_TO_9999, "description": "RFC 3339; years 1900 to 9999"},
         "duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_HOURS, "description": "Hours"},
         "source": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$", "description": "Default `manual`"},
         "externalId": {"type": "string", "minLength": 1, "maxLength": MAX_EXTERNAL_ID_CHARS, "description": "Unique per user and source; default: the entry's id"},
@@ -116,7 +119,7 @@ pub fn register_routes(router: &mut Router) {
                 {"name": "source", "in": "query", "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}},
                 {"name": "project", "in": "query", "schema": {"type": "string", "maxLength": MAX_PROJECT_CHARS}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "`nextCursor` of the previous page"}
+                {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{48}$"}, "description": "`nextCursor` of the previous page, as given"}
             ],
             "responses": responses(
                 json!({"200": {"description": "One page", "content": {"application/json": {"schema": schema_ref("TimeEntryPage")}}}}),

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::model::{check_project, check_source};
+use super::model::{check_date, check_project, check_source};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
@@ -38,6 +38,8 @@ impl Cursor {
         }
         let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
         let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()?;
+        // Only dates an entry can have: anything else was not issued by this API.
+        check_date(date).ok()?;
         let id = Uuid::from_bytes(bytes[8..].try_into().ok()?);
         Some(Cursor { date, id })
     }
@@ -120,6 +122,11 @@ mod tests {
         assert_eq!(Cursor::decode(&text[1..]), None);
         assert_eq!(Cursor::decode(&format!("{}zz", &text[2..])), None);
         assert_eq!(Cursor::decode(""), None);
+        // Well-formed, but far outside any stored date (PostgreSQL could not even bind it).
+        assert_eq!(
+            Cursor::decode("FC60ecB8BB080cE58F7667aBDbA4b490cC4E411aABF22aee"),
+            None
+        );
     }
 
     #[test]

@@ -119,31 +119,49 @@ pub struct CreateEntryBody {
     #[serde(with = "time::serde::rfc3339")]
     pub date: OffsetDateTime,
     pub duration: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub source: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub external_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub project: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
+}
+
+/// An optional field that, when given, must not be `null` (absent means "keep" or "default";
+/// null would be a third meaning nobody asked for).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// [`present`] for an RFC 3339 date-time.
+fn present_date<'de, D>(deserializer: D) -> Result<Option<OffsetDateTime>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    time::serde::rfc3339::deserialize(deserializer).map(Some)
 }
 
 /// The body of `PATCH /api/entries/{id}`: any subset of the writable fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EntryChanges {
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "present_date")]
     pub date: Option<OffsetDateTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub duration: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub source: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub external_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub project: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
 }
 
@@ -309,6 +327,14 @@ mod tests {
         let changes = changes.validate().unwrap();
         assert_eq!(changes.project.as_deref(), Some("Ünïcode ✓"));
         assert!(changes.date.is_none());
+        for body in [
+            r#"{"date": null}"#,
+            r#"{"project": null}"#,
+            r#"{"duration": null}"#,
+        ] {
+            let err = decode_json::<EntryChanges>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{body}");
+        }
         let bad: EntryChanges = decode_json(br#"{"duration": -2, "source": "X"}"#).unwrap();
         assert_eq!(fields(&bad.validate().unwrap_err()), ["duration", "source"]);
     }

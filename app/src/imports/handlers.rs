@@ -8,6 +8,7 @@ use super::multipart::{file_field, MultipartError};
 use super::{store, tempo, toggl, toggl_csv, Parsed};
 use crate::auth::authenticate;
 use crate::entries::handlers::{responses, security};
+use crate::entries::model::{MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS, MAX_PROJECT_CHARS};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{
     decode_json, ok_json, read_body, require_json_content_type, Body, UPLOAD_BODY_LIMIT,
@@ -15,6 +16,9 @@ use crate::http::{
 use crate::query::Query;
 use crate::router::{Ctx, Router};
 use crate::summary::timezone;
+
+/// The longest entry, in seconds.
+const MAX_SECONDS: f64 = MAX_DURATION_HOURS * 3600.0;
 
 const IMPORT_ERRORS: [u16; 7] = [400, 401, 403, 413, 415, 422, 503];
 
@@ -50,13 +54,13 @@ pub fn register_routes(router: &mut Router) {
             "description": "A Toggl Track API v9 time entry; other fields are ignored.",
             "required": ["id", "start", "duration"],
             "properties": {
-                "id": {"type": ["integer", "string"], "minimum": 0},
-                "start": {"type": "string", "format": "date-time"},
-                "stop": {"type": ["string", "null"]},
-                "duration": {"type": "number", "description": "Seconds; negative while running (skipped)"},
-                "description": {"type": ["string", "null"]},
+                "id": {"type": ["integer", "string"], "minimum": 0, "minLength": 1, "maxLength": 255},
+                "start": {"type": "string", "format": "date-time", "pattern": "^(19[0-9]{2}|[2-9][0-9]{3})-"},
+                "stop": {"description": "Ignored: `duration` is what counts"},
+                "duration": {"type": "number", "maximum": MAX_SECONDS, "description": "Seconds; negative while running (skipped)"},
+                "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION_CHARS},
                 "project_id": {"type": ["integer", "null"], "minimum": 0},
-                "project_name": {"type": ["string", "null"]},
+                "project_name": {"type": ["string", "null"], "maxLength": MAX_PROJECT_CHARS},
                 "server_deleted_at": {"type": ["string", "null"], "description": "Deleted entries are skipped"}
             }
         }),
@@ -68,12 +72,16 @@ pub fn register_routes(router: &mut Router) {
             "description": "A Tempo REST API v4 worklog; other fields are ignored.",
             "required": ["tempoWorklogId", "timeSpentSeconds", "startDate"],
             "properties": {
-                "tempoWorklogId": {"type": ["integer", "string"], "minimum": 0},
-                "issue": {"type": ["object", "null"], "properties": {"key": {"type": "string"}, "id": {"type": ["integer", "string"]}}},
-                "timeSpentSeconds": {"type": "number", "minimum": 0},
-                "startDate": {"type": "string", "format": "date"},
-                "startTime": {"type": ["string", "null"], "description": "HH:MM:SS, default 00:00:00"},
-                "description": {"type": ["string", "null"]}
+                "tempoWorklogId": {"type": ["integer", "string"], "minimum": 0, "minLength": 1, "maxLength": 255},
+                "issue": {"oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "properties": {"key": {"type": ["string", "null"], "maxLength": MAX_PROJECT_CHARS}, "id": {"type": ["integer", "string"], "minimum": 0}},
+                     "anyOf": [{"required": ["key"]}, {"required": ["id"]}]}
+                ]},
+                "timeSpentSeconds": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+                "startDate": {"type": "string", "format": "date", "pattern": "^(19[0-9]{2}|[2-9][0-9]{3})-"},
+                "startTime": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", "description": "HH:MM:SS, default 00:00:00"},
+                "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION_CHARS}
             }
         }),
     );

@@ -150,6 +150,10 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
 
     let project = match object.get("issue") {
         None | Some(Value::Null) => String::new(),
+        Some(Value::Object(issue)) if !is_issue_id(issue.get("id")) => {
+            report("issue", "id must be a non-negative integer or a string");
+            String::new()
+        }
         Some(Value::Object(issue)) => match (issue.get("key"), issue.get("id")) {
             (Some(Value::String(key)), _) => key.clone(),
             (None | Some(Value::Null), Some(Value::Number(id))) if id.as_u64().is_some() => {
@@ -185,6 +189,15 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
             description,
         }),
         _ => None,
+    }
+}
+
+/// An issue id as Tempo writes it (an integer), a string, or none.
+fn is_issue_id(id: Option<&Value>) -> bool {
+    match id {
+        None | Some(Value::Null | Value::String(_)) => true,
+        Some(Value::Number(n)) => n.as_u64().is_some(),
+        Some(_) => false,
     }
 }
 
@@ -248,6 +261,10 @@ mod tests {
             ]
         );
         assert!(parse(&json!({"results": {}})).is_err());
+        let problems = parse(&json!([{"tempoWorklogId": 1, "timeSpentSeconds": 60,
+            "startDate": "2024-03-10", "issue": {"key": "A-1", "id": {}}}]))
+        .unwrap_err();
+        assert_eq!(problems[0].field.as_deref(), Some("issue"));
         assert!(parse(&json!("worklogs")).is_err());
     }
 }

@@ -137,19 +137,33 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
         }
     };
 
-    let deleted = !matches!(object.get("server_deleted_at"), None | Some(Value::Null));
-    if let Some(seconds) = duration_seconds {
-        // Toggl marks a running entry with a negative duration (-start epoch).
-        if seconds < 0.0 || deleted {
-            return if problems.len() == before {
-                Item::Skipped
-            } else {
-                Item::Invalid
-            };
+    let deleted = match object.get("server_deleted_at") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(_)) => true,
+        Some(_) => {
+            problems.push(problem(
+                at,
+                Some("server_deleted_at"),
+                "must be a date-time string or null",
+            ));
+            false
         }
-    }
-    let duration = duration_seconds.map_or(0.0, |s| s / 3600.0);
+    };
+    // Toggl marks a running entry with a negative duration (-start epoch).
+    let skip = deleted || duration_seconds.is_some_and(|s| s < 0.0);
+    let duration = match duration_seconds {
+        Some(seconds) if !skip => seconds / 3600.0,
+        _ => 0.0,
+    };
+    // Skipped items are checked all the same: a file is valid or not as a whole.
     check_common(at, "duration", duration, &project, &description, problems);
+    if skip {
+        return if problems.len() == before && start.is_some() {
+            Item::Skipped
+        } else {
+            Item::Invalid
+        };
+    }
 
     match (start, problems.len() == before) {
         (Some(start), true) => Item::Record(ImportRecord {
@@ -220,6 +234,27 @@ mod tests {
                 (Some(3), Some("id")),
                 (Some(3), Some("description")),
                 (Some(4), Some("id")),
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_items_are_still_checked() {
+        let long = "x".repeat(300);
+        let problems = parse(&json!([
+            {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": -5, "project_name": long},
+            {"id": 2, "start": "2024-03-10T09:00:00Z", "duration": 5, "server_deleted_at": 7}
+        ]))
+        .unwrap_err();
+        let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .iter()
+            .map(|p| (p.index, p.field.as_deref()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (Some(0), Some("project")),
+                (Some(1), Some("server_deleted_at"))
             ]
         );
     }
