@@ -431,3 +431,75 @@ fn the_url_can_come_from_database_url_file() {
     assert!(scratch.exists("started"));
     assert_no_secret(&done.output(), cluster.password());
 }
+
+#[test]
+fn a_bad_command_is_reported_before_waiting_for_the_database() {
+    let scratch = Scratch::new();
+    let not_executable = scratch.path("not-executable");
+    std::fs::write(&not_executable, "#!/bin/sh\nexit 0\n").unwrap();
+    // Executable, but neither ELF nor a #! script: execvp would hand it to /bin/sh.
+    let garbage = scratch.path("garbage");
+    std::fs::write(&garbage, [0u8, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+    std::fs::set_permissions(
+        &garbage,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let directory = scratch.path("");
+    let cases = [
+        ("no-such-command-4f1c", 127),
+        ("/nonexistent/bin/app", 127),
+        (not_executable.to_str().unwrap(), 126),
+        (garbage.to_str().unwrap(), 126),
+        (directory.to_str().unwrap(), 126),
+    ];
+    for (command, code) in cases {
+        let done = Launch::child(&refused_url(PASSWORD), &[command])
+            .env("DB_WAIT", "30s")
+            .run(QUICK);
+        done.assert_code(code);
+        assert!(
+            done.elapsed < Duration::from_secs(2),
+            "{command}: took {:?}, as if waiting for the database",
+            done.elapsed
+        );
+        assert_no_secret(&done.output(), PASSWORD);
+    }
+}
+
+/// As execvp does: a PATH entry whose file is not executable is skipped for the next one.
+#[test]
+fn the_path_search_skips_files_that_are_not_executable() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let scratch = Scratch::new();
+    let first = scratch.path("first");
+    let second = scratch.path("second");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    std::fs::write(first.join("tool-4f1c"), "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::write(
+        second.join("tool-4f1c"),
+        format!("#!/bin/sh\ntouch {}\n", scratch.arg("ran")),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        second.join("tool-4f1c"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        first.display(),
+        second.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let done = Launch::child(&cluster.url(&db), &["tool-4f1c"])
+        .env("PATH", &path)
+        .run(QUICK);
+    done.assert_code(0);
+    assert!(
+        scratch.exists("ran"),
+        "the executable tool on PATH did not run"
+    );
+}
