@@ -341,3 +341,28 @@ fn listener_answers_within_a_second_of_start() {
     assert_eq!(live.status, 200);
     assert!(began.elapsed() < SECOND, "{:?}", began.elapsed());
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let health = Harness::start(
+        config(ChildCheck::None, Details::Auto),
+        "postgres://u:p@127.0.0.1:1/d?sslmode=disable",
+    );
+    let mut stream = std::net::TcpStream::connect(health.addr).unwrap();
+    stream.set_read_timeout(Some(10 * SECOND)).unwrap();
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: h\r\n")
+        .unwrap();
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    // Ends when the listener closes the connection (a read error here would mean it never did).
+    stream
+        .read_to_end(&mut rest)
+        .expect("the listener closes the connection");
+    let took = began.elapsed();
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    // Meanwhile and afterwards, others are served.
+    assert_eq!(health.get("/livez").status, 200);
+}
