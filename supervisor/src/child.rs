@@ -82,9 +82,15 @@ fn resolve(program: &Path) -> Option<PathBuf> {
         return program.exists().then(|| program.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    // Like execvp: the first executable match wins; a non-executable one is reported only when nothing else fits.
+    let candidates: Vec<PathBuf> = std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+        .filter(|candidate| candidate.is_file())
+        .collect();
+    let executable = candidates
+        .iter()
+        .find(|c| nix::unistd::access(c.as_path(), nix::unistd::AccessFlags::X_OK).is_ok());
+    executable.or(candidates.first()).cloned()
 }
 
 fn spawn_error(program: &OsString, err: &io::Error) -> Exit {
