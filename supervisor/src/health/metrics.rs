@@ -288,3 +288,67 @@ fn check_seconds_histogram() -> Histogram {
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+    }
+
+    #[test]
+    fn process_figures_are_real() {
+        let metrics = Metrics::new();
+        let snapshot = Snapshot {
+            now: Instant::now(),
+            phase: Phase::Running,
+            child: None,
+            child_reading: None,
+            postgres: None,
+            restarts: 2,
+            migration_version: Some(7),
+        };
+        // Burn CPU until the kernel has accounted 0.2 s to this process (bounded by wall-clock time).
+        let ticks = || -> u64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        };
+        let began = Instant::now();
+        let mut x = 0u64;
+        while ticks() < 20 {
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "no CPU time accounted"
+            );
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        let text = metrics.render(&snapshot);
+        assert!(
+            value(&text, "process_resident_memory_bytes") > 1e6,
+            "{text}"
+        );
+        assert!(value(&text, "process_cpu_seconds_total") >= 0.19, "{text}");
+        assert!(value(&text, "process_open_fds") >= 3.0, "{text}");
+        assert!(value(&text, "process_start_time_seconds") > 1.7e9, "{text}");
+        assert_eq!(value(&text, "supervisor_child_restarts_total"), 2.0);
+        assert_eq!(value(&text, "supervisor_migration_version"), 7.0);
+        assert_eq!(value(&text, "supervisor_child_up"), 0.0);
+        // Restarts are a counter: it follows the state, never double counts.
+        let text = metrics.render(&snapshot);
+        assert_eq!(value(&text, "supervisor_child_restarts_total"), 2.0);
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
