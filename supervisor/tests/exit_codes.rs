@@ -503,3 +503,38 @@ fn the_path_search_skips_files_that_are_not_executable() {
         "the executable tool on PATH did not run"
     );
 }
+
+/// A script whose interpreter is missing exists but cannot be executed: 126, as shells report it.
+#[test]
+fn a_script_with_a_missing_interpreter_exits_126() {
+    let scratch = Scratch::new();
+    let script = scratch.path("script");
+    std::fs::write(&script, "#!/nonexistent/interpreter\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let done = Launch::child(&cluster.url(&db), &[script.to_str().unwrap()]).run(QUICK);
+    done.assert_code(126);
+    let last = done.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("script"),
+        "the line should name the command: {last}"
+    );
+}
+
+#[test]
+fn a_host_that_does_not_resolve_exits_69_within_db_wait() {
+    let url = format!(
+        "postgres://tracker:{PASSWORD}@db.does-not-exist.invalid:5432/tracker?sslmode=disable"
+    );
+    let done = Launch::child(&url, &["true"])
+        .env("DB_WAIT", "1s")
+        .run(QUICK);
+    done.assert_code(69);
+    assert!(
+        done.elapsed < Duration::from_millis(2500),
+        "gave up after {:?}",
+        done.elapsed
+    );
+    assert_no_secret(&done.output(), PASSWORD);
+}
