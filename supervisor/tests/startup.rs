@@ -358,3 +358,50 @@ fn migrating_twice_is_a_no_op_the_second_time() {
         second.stderr
     );
 }
+
+#[test]
+fn migrate_stops_on_sigterm_while_waiting_and_while_locked_out() {
+    let mut waiting = Launch::migrate(&refused_url(PASSWORD))
+        .env("DB_WAIT", "30s")
+        .spawn();
+    assert!(
+        waiting
+            .stderr
+            .wait_contains("not reachable", Duration::from_secs(5)),
+        "no sign of waiting for PostgreSQL:\n{}",
+        waiting.stderr.text()
+    );
+    let sent = Instant::now();
+    waiting.signal(Signal::SIGTERM);
+    let done = waiting.wait_exit(Duration::from_secs(5));
+    done.assert_code(143);
+    assert!(
+        done.at - sent < Duration::from_secs(1),
+        "took {:?}",
+        done.at - sent
+    );
+
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let lock = HeldLock::take(&cluster, &db);
+    let mut locked_out = Launch::migrate(&cluster.url(&db)).spawn();
+    lock.wait_for_waiter(&cluster, &db);
+    let sent = Instant::now();
+    locked_out.signal(Signal::SIGINT);
+    let done = locked_out.wait_exit(Duration::from_secs(5));
+    done.assert_code(130);
+    assert!(
+        done.at - sent < Duration::from_secs(1),
+        "took {:?}",
+        done.at - sent
+    );
+    drop(lock);
+    assert_eq!(
+        cluster.psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'refinery_schema_history'"
+        ),
+        "0",
+        "migrated although stopped"
+    );
+}
