@@ -43,7 +43,7 @@ DATABASE_URL="$(head -n1 "$WORK/db.out")"
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
-EMAIL="bench@example.com"
+EMAIL="bench0@example.com"
 PASSWORD="benchmark password"
 
 start_app() {
@@ -60,10 +60,16 @@ start_app() {
 }
 stop_app() { kill "$APP_PID"; wait "$APP_PID" || true; APP_PID=""; }
 
+# Logins spread over one account per connection: concurrent attempts on one account count
+# against its limit of 5, which is the throttle working, not the hashing ceiling.
+USERS="$LOGIN_CONNECTIONS"
 cat >"$WORK/login.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"email":"$EMAIL","password":"$PASSWORD"}'
+local n = 0
+request = function()
+    n = n + 1
+    local body = string.format('{"email":"bench%d@example.com","password":"$PASSWORD"}', n % $USERS)
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
 EOF
 
 # "requests/s p50 p99 non2xx" from wrk --latency output.
@@ -101,8 +107,10 @@ row "app hasher in-process, $CORES slots" "$OWN_RATE" "${OWN_MS}ms" "-" "-"
 
 for slots in "$CORES" $((CORES > 1 ? CORES - 1 : 1)); do
     start_app "$slots"
-    curl -s -o /dev/null -H 'Content-Type: application/json' \
-        -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/register"
+    for i in $(seq 0 $((USERS - 1))); do
+        curl -s -o /dev/null -H 'Content-Type: application/json' \
+            -d "{\"email\":\"bench$i@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/register"
+    done
     TOKEN="$(curl -s -H 'Content-Type: application/json' \
         -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/login" \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
