@@ -23,25 +23,35 @@ COPY common/Cargo.toml common/
 COPY probe/Cargo.toml probe/
 COPY supervisor/Cargo.toml supervisor/
 COPY testkit/Cargo.toml testkit/
+# Each binary is built on its own, as below, so each gets the features it asks for (the probe stays without the
+# database stack) and the cached dependencies match what the real builds need.
 RUN for crate in app common probe supervisor testkit; do \
         mkdir -p "$crate/src" && : > "$crate/src/lib.rs"; \
     done \
  && for bin in app probe supervisor; do echo 'fn main() {}' > "$bin/src/main.rs"; done \
- && cargo build --release -p app -p probe -p supervisor \
+ && cargo build --release -p probe \
+ && cargo build --release -p supervisor \
+ && cargo build --release -p app \
  && rm -rf app/src common/src probe/src supervisor/src testkit/src
 
+# One layer per binary, so a source edit rebuilds only the binaries downstream of it. COPY keeps the checkout's
+# modification times, which can be older than the placeholder build: touch the sources so cargo sees them as newer.
 COPY migrations migrations/
 COPY common common/
 COPY testkit testkit/
+RUN find common testkit migrations -type f -exec touch {} + && mkdir -p /out
 COPY probe probe/
+RUN find probe -type f -exec touch {} + \
+ && cargo build --release -p probe \
+ && cp target/release/probe /out/
 COPY supervisor supervisor/
+RUN find supervisor -type f -exec touch {} + \
+ && cargo build --release -p supervisor \
+ && cp target/release/supervisor /out/
 COPY app app/
-# COPY keeps the checkout's modification times, which can be older than the placeholder build: touch the sources so
-# cargo sees them as newer and rebuilds the workspace crates (and re-embeds the migrations).
-RUN find app common probe supervisor testkit migrations -type f -exec touch {} + \
- && cargo build --release -p app -p probe -p supervisor \
- && mkdir -p /out \
- && cp target/release/supervisor target/release/app target/release/probe /out/
+RUN find app -type f -exec touch {} + \
+ && cargo build --release -p app \
+ && cp target/release/app /out/
 
 # ---- runtime -----------------------------------------------------------------------------------------------------
 FROM docker.io/library/debian:bookworm-slim
