@@ -130,3 +130,53 @@ fn a_new_child_is_checked_afresh() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_child_still_binding_its_port_is_alive_but_not_ready() {
+    let port = testkit::free_port();
+    let target = format!("127.0.0.1:{port}");
+    let child = ChildProcess::sleep();
+    let health = running_with(ChildCheck::Tcp(target.clone()), &child);
+    // Refused, but within the start grace: liveness holds, readiness says starting.
+    let (doc, _) = health.wait_for("/health", 2 * SECOND, |r| {
+        r.json()["checks"]["app:uptime"][0]["output"] == "starting"
+    });
+    assert_eq!(doc.status, 503);
+    assert!(alive(&health.get("/livez")));
+    assert_eq!(health.get("/readyz/app").body, "failed");
+
+    let listener = std::net::TcpListener::bind(&target).expect("the port is still free");
+    let (_, took) = health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
+    assert!(took < SECOND, "{took:?}");
+
+    // Once it has answered, refusing counts at once.
+    drop(listener);
+    let (live, _) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(
+        live.body.contains("[-]app failed: connection refused\n"),
+        "{live:?}"
+    );
+}
+
+#[test]
+fn a_child_that_never_answers_fails_after_the_start_grace() {
+    let port = testkit::free_port();
+    let child = ChildProcess::sleep();
+    let health = Harness::start(
+        config(ChildCheck::Tcp(format!("127.0.0.1:{port}")), Details::Auto),
+        &unreachable_database(),
+    );
+    let mut info = child.info();
+    info.started = info
+        .started
+        .checked_sub(supervisor::health::CHILD_START_GRACE)
+        .expect("the machine has been up longer than the grace");
+    health.state.set_child(Some(info));
+    health.state.set_phase(Phase::Running);
+    let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
+    assert!(
+        live.body.contains("[-]app failed: connection refused\n"),
+        "{live:?}"
+    );
+    assert!(took < SECOND, "{took:?}");
+}

@@ -195,6 +195,8 @@ impl Snapshot {
                 _ => Verdict::fail(Reason::Exited),
             };
         }
+        let started = self.child.map_or(self.now, |c| c.started);
+        let in_grace = self.now.saturating_duration_since(started) < child::START_GRACE;
         match self.current_child_reading() {
             None => pending,
             Some(r) if self.now.saturating_duration_since(r.at) > CHILD_STALE_AFTER => {
@@ -202,6 +204,7 @@ impl Snapshot {
             }
             Some(r) => match r.outcome {
                 Ok(()) => Verdict::PASS,
+                Err(_) if !r.settled && in_grace => pending,
                 Err(reason) => Verdict::fail(reason),
             },
         }
@@ -261,6 +264,7 @@ mod tests {
             time: SystemTime::now(),
             outcome,
             rss_bytes: None,
+            settled: true,
         });
         s
     }
@@ -314,6 +318,31 @@ mod tests {
         assert_eq!(
             s.verdict(CheckName::App, Probe::Ready),
             Verdict::fail(Reason::Starting)
+        );
+    }
+
+    #[test]
+    fn a_new_child_gets_a_start_grace_for_liveness_only() {
+        let mut s = with_child(snapshot(Phase::Running), Err(Reason::ConnectionRefused));
+        s.child_reading.as_mut().unwrap().settled = false;
+        assert_eq!(s.verdict(CheckName::App, Probe::Live), Verdict::PASS);
+        assert_eq!(
+            s.verdict(CheckName::App, Probe::Ready),
+            Verdict::fail(Reason::Starting)
+        );
+        // Past the grace, or once settled, the failure counts.
+        s.now += child::START_GRACE;
+        s.child_reading.as_mut().unwrap().at = s.now;
+        assert_eq!(
+            s.verdict(CheckName::App, Probe::Live),
+            Verdict::fail(Reason::ConnectionRefused)
+        );
+        s.now -= child::START_GRACE;
+        s.child_reading.as_mut().unwrap().at = s.now;
+        s.child_reading.as_mut().unwrap().settled = true;
+        assert_eq!(
+            s.verdict(CheckName::App, Probe::Live),
+            Verdict::fail(Reason::ConnectionRefused)
         );
     }
 

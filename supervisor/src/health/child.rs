@@ -21,6 +21,9 @@ use super::Shared;
 
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 pub const CHECK_DEADLINE: Duration = Duration::from_millis(500);
+/// How long a new child may take to answer its check for the first time before failing it counts against
+/// liveness (it still fails readiness as `starting`): a child that is still binding its port is not hung.
+pub const START_GRACE: Duration = Duration::from_secs(10);
 
 /// The latest check of the child with this pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub struct Reading {
     pub time: SystemTime,
     pub outcome: Result<(), Reason>,
     pub rss_bytes: Option<u64>,
+    /// The child has answered its check once, or the failure is about the process itself (gone, stopped):
+    /// failures no longer get the start grace.
+    pub settled: bool,
 }
 
 /// A failed probe: the word for the answers and the full story for the log.
@@ -52,6 +58,7 @@ pub async fn watch(check: ChildCheck, shared: Arc<Shared>) {
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last: Option<(i32, Result<(), Reason>)> = None;
+    let mut answered: Option<i32> = None;
     loop {
         ticker.tick().await;
         let Some(child) = shared.state.child() else {
@@ -59,10 +66,14 @@ pub async fn watch(check: ChildCheck, shared: Arc<Shared>) {
         };
         let began = Instant::now();
         let (process, rss_bytes) = inspect_process(&mut system, child.pid);
+        let process_failed = process.is_err();
         let result = match process {
             Ok(()) => probe(&check).await,
             Err(failure) => Err(failure),
         };
+        if result.is_ok() {
+            answered = Some(child.pid);
+        }
         let outcome = result.as_ref().map(|_| ()).map_err(|f| f.reason);
         shared
             .metrics
@@ -85,6 +96,7 @@ pub async fn watch(check: ChildCheck, shared: Arc<Shared>) {
             time: SystemTime::now(),
             outcome,
             rss_bytes,
+            settled: process_failed || answered == Some(child.pid),
         });
     }
 }

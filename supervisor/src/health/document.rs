@@ -354,6 +354,7 @@ mod tests {
                 time: SystemTime::now(),
                 outcome: Ok(()),
                 rss_bytes: Some(7_340_032),
+                settled: true,
             }),
             postgres: Some(postgres::Reading {
                 at: now,

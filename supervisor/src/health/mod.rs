@@ -20,6 +20,7 @@ use common::db::DbConfig;
 use crate::state::State;
 
 pub use checks::{CheckName, Reason, Status};
+pub use child::START_GRACE as CHILD_START_GRACE;
 pub use config::{ChildCheck, Details, HealthConfig};
 pub use http::shows_details;
 
