@@ -23,7 +23,7 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 pub const CHECK_DEADLINE: Duration = Duration::from_millis(500);
 /// How long a new child may take to answer its check for the first time before failing it counts against
 /// liveness (it still fails readiness as `starting`): a child that is still binding its port is not hung.
-pub const START_GRACE: Duration = Duration::from_secs(10);
+pub const START_GRACE: Duration = Duration::from_secs(3);
 
 /// The latest check of the child with this pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
