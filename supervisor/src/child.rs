@@ -60,15 +60,42 @@ pub fn check(command: &[OsString]) -> Result<(), Exit> {
         )));
     }
     // execvp would hand a file that is neither ELF nor a script to /bin/sh; run only what the kernel runs.
-    let mut magic = [0u8; 4];
-    let read = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut magic));
-    match read {
-        Ok(n) if magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF" => Ok(()),
-        Ok(_) => Err(Exit::CommandNotExecutable(format!(
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
+    let head = match read {
+        Ok(n) => &head[..n],
+        Err(err) => {
+            return Err(Exit::CommandNotExecutable(format!(
+                "{shown}: cannot read: {err}"
+            )))
+        }
+    };
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return Err(Exit::CommandNotExecutable(format!(
             "{shown}: not a program (no ELF header and no #! line)"
+        )));
+    };
+    // The kernel runs the script's interpreter: a missing one would look like the script itself was not found.
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let interpreter = line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|word| !word.is_empty())
+        .map(|word| Path::new(std::ffi::OsStr::from_bytes(word)));
+    match interpreter {
+        Some(interpreter)
+            if nix::unistd::access(interpreter, nix::unistd::AccessFlags::X_OK).is_ok() =>
+        {
+            Ok(())
+        }
+        Some(interpreter) => Err(Exit::CommandNotExecutable(format!(
+            "{shown}: bad interpreter {} (install it or fix the #! line)",
+            interpreter.display()
         ))),
-        Err(err) => Err(Exit::CommandNotExecutable(format!(
-            "{shown}: cannot read: {err}"
+        None => Err(Exit::CommandNotExecutable(format!(
+            "{shown}: empty #! line"
         ))),
     }
 }
