@@ -320,7 +320,10 @@ fn a_second_sigterm_cuts_the_drain_short() {
     let (mut running, scratch) = start_traps(&cluster.url(&db), false, |launch| {
         launch.env("DRAIN_DELAY", "20s");
     });
+    running.wait_status("/readyz", 200, Duration::from_secs(15));
     running.signal(Signal::SIGTERM);
+    // The first SIGTERM has been taken (readiness reports the drain) before the second is sent: two pending
+    // SIGTERMs would merge into one.
     running.wait_status("/readyz", 503, Duration::from_secs(1));
     assert!(
         running.still_running_after(Duration::from_millis(200)),
@@ -380,6 +383,8 @@ fn the_health_listener_answers_until_the_end_of_the_stop() {
     testkit::wait_for("the child to start", Duration::from_secs(20), || {
         scratch.exists("ready").then_some(())
     });
+    // Ready first, so that the 503 below comes from the stop and not from a check still starting.
+    running.wait_status("/readyz", 200, Duration::from_secs(15));
     running.signal(Signal::SIGTERM);
     running.wait_status("/readyz", 503, Duration::from_secs(1));
     // Within the grace period, the listener still answers: liveness holds, readiness says draining.
