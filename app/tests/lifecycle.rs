@@ -212,10 +212,12 @@ fn header_read_timeout_closes_slow_clients() {
     let mut rest = Vec::new();
     let outcome = stream.read_to_end(&mut rest);
     let took = started.elapsed();
-    assert!(
-        outcome.is_ok() || rest.is_empty(),
-        "the server closed the connection: {outcome:?}"
-    );
+    // Closed by the server (end of stream or reset), not our own read timeout.
+    match outcome {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(err) => panic!("the server did not close the connection: {err}"),
+    }
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     // Other clients are served meanwhile and after.
