@@ -99,6 +99,7 @@ REF_END="$(date +%s.%N)"
 REF_RATE="$(echo "$CORES * $REF_RUNS / ($REF_END - $REF_START)" | bc -l)"
 read -r OWN_RATE OWN_MS <<<"$("$BIN/examples/argon2_rate" 5 "$CORES")"
 
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $CORES cores; argon2id m=19456 KiB t=2 p=1; wrk $DURATION, logins on $LOGIN_CONNECTIONS connections, me on $ME_CONNECTIONS"
 echo
 row "what" "per second" "p50" "p99" "non-2xx"
@@ -138,3 +139,5 @@ for slots in "$CORES" $((CORES > 1 ? CORES - 1 : 1)); do
     row "  (the storm's logins meanwhile)" "$rps" "-" "-" "$bad"
     stop_app
 done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
