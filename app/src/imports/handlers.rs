@@ -75,7 +75,7 @@ pub fn register_routes(router: &mut Router) {
                 "tempoWorklogId": {"type": ["integer", "string"], "minimum": 0, "minLength": 1, "maxLength": 255},
                 "issue": {"oneOf": [
                     {"type": "null"},
-                    {"type": "object", "properties": {"key": {"type": ["string", "null"], "maxLength": MAX_PROJECT_CHARS}, "id": {"type": ["integer", "string"], "minimum": 0}},
+                    {"type": "object", "properties": {"key": {"type": ["string", "null"], "maxLength": MAX_PROJECT_CHARS}, "id": {"type": ["integer", "string", "null"], "minimum": 0}},
                      "anyOf": [{"required": ["key"]}, {"required": ["id"]}]}
                 ]},
                 "timeSpentSeconds": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
@@ -127,7 +127,7 @@ pub fn register_routes(router: &mut Router) {
             "parameters": [tz_parameter()],
             "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "contentMediaType": "text/csv"}}
+                "properties": {"file": {"type": "string", "format": "binary", "description": "The CSV file (text/csv, UTF-8)"}}
             }}}},
             "responses": responses(import_result(), &IMPORT_ERRORS),
         }),

@@ -121,17 +121,18 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
         }
     };
 
-    let project = match (object.get("project_name"), object.get("project_id")) {
-        (Some(Value::String(name)), _) => name.clone(),
-        (None | Some(Value::Null), None | Some(Value::Null)) => String::new(),
-        (None | Some(Value::Null), Some(Value::Number(id))) if id.as_u64().is_some() => {
-            id.to_string()
-        }
-        (None | Some(Value::Null), Some(_)) => {
+    let project_id = match object.get("project_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(id)) if id.as_u64().is_some() => Some(id.to_string()),
+        Some(_) => {
             report("project_id", "must be a non-negative integer or null");
-            String::new()
+            None
         }
-        (Some(_), _) => {
+    };
+    let project = match object.get("project_name") {
+        Some(Value::String(name)) => name.clone(),
+        None | Some(Value::Null) => project_id.unwrap_or_default(),
+        Some(_) => {
             report("project_name", "must be a string or null");
             String::new()
         }
@@ -152,7 +153,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
     // Toggl marks a running entry with a negative duration (-start epoch).
     let skip = deleted || duration_seconds.is_some_and(|s| s < 0.0);
     let duration = match duration_seconds {
-        Some(seconds) if !skip => seconds / 3600.0,
+        Some(seconds) if seconds >= 0.0 => seconds / 3600.0,
         _ => 0.0,
     };
     // Skipped items are checked all the same: a file is valid or not as a whole.
