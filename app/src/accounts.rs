@@ -263,6 +263,7 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
     if !state.passwords.verify(body.password, stored_hash).await? {
+        attempt.failed(&*state.db().await?).await?;
         tracing::info!("login failed");
         return Err(invalid_credentials());
     }
@@ -342,6 +343,7 @@ async fn change_password(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response
         .verify(body.current_password, stored_hash)
         .await?
     {
+        attempt.failed(&*state.db().await?).await?;
         return Err(ApiError::forbidden(
             "invalid_current_password",
             "The current password is not correct.",
