@@ -31,10 +31,10 @@ RUN for crate in app common probe supervisor testkit; do \
  && for bin in app probe supervisor; do echo 'fn main() {}' > "$bin/src/main.rs"; done \
  && cargo build --release -p probe \
  && cargo build --release -p supervisor \
- && cargo build --release -p app \
- && rm -rf app/src common/src probe/src supervisor/src testkit/src
+ && cargo build --release -p app
 
-# One layer per binary, so a source edit rebuilds only the binaries downstream of it. COPY keeps the checkout's
+# One layer per binary, so a source edit rebuilds only the binaries downstream of it. The placeholders stay until
+# the real sources overwrite them: cargo loads every workspace member, built or not. COPY keeps the checkout's
 # modification times, which can be older than the placeholder build: touch the sources so cargo sees them as newer.
 COPY migrations migrations/
 COPY common common/
