@@ -103,8 +103,9 @@ pub fn authenticate_session<'a, B>(
     async move {
         let token_hash = token_hash?;
         let client = state.db().await?;
-        let row = client
-            .query_opt(
+        // Prepared once per connection: every authenticated request runs it.
+        let statement = client
+            .prepare_cached(
                 "WITH live AS (
                      SELECT user_id FROM sessions
                      WHERE token_hash = $1 AND expires_at > now() AND absolute_expires_at > now()
@@ -117,6 +118,11 @@ pub fn authenticate_session<'a, B>(
                        AND last_seen_at < now() - interval '1 minute'
                  )
                  SELECT u.id, u.email, u.created_at FROM live JOIN users u ON u.id = live.user_id",
+            )
+            .await?;
+        let row = client
+            .query_opt(
+                &statement,
                 &[
                     &token_hash.as_bytes(),
                     &state.config.session_idle.as_secs_f64(),
