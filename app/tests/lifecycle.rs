@@ -223,3 +223,48 @@ fn header_read_timeout_closes_slow_clients() {
     // Other clients are served meanwhile and after.
     app.get("/livez", &[]).expect(200);
 }
+
+#[test]
+fn password_hashing_does_not_block_other_requests() {
+    let db = Db::start();
+    let app = App::start(&db.url(), &[("HASH_CONCURRENCY", "1")]);
+    let in_flight = || db.psql("SELECT count(*) FROM login_failures WHERE failed_at > now()");
+    std::thread::scope(|scope| {
+        let storm: Vec<_> = (0..4)
+            .map(|i| {
+                let app = &app;
+                scope.spawn(move || {
+                    app.post_json(
+                        "/api/auth/login",
+                        &[],
+                        &json!({"email": format!("user{i}@example.com"), "password": "long enough"}),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        // Every login has started (its attempt is recorded before the hash is checked).
+        testkit::wait_for("4 logins started", Duration::from_secs(30), || {
+            (db.psql("SELECT count(*) FROM login_failures") == "4").then_some(())
+        });
+        let started = Instant::now();
+        app.get("/livez", &[]).expect(200);
+        app.get(
+            "/api/auth/me",
+            &[("Authorization", &format!("Bearer {}", "a".repeat(64)))],
+        )
+        .expect(401);
+        let took = started.elapsed();
+        // Measured while the hashes were still queued behind one slot.
+        assert_ne!(in_flight(), "0", "the storm outlasted the measurement");
+        assert!(
+            took < Duration::from_secs(2),
+            "served during the storm in {took:?}"
+        );
+        // Wrong credentials, or (debug builds on a busy machine) no hashing slot within 10 s.
+        for login in storm {
+            let status = login.join().unwrap();
+            assert!(status == 401 || status == 503, "{status}");
+        }
+    });
+}
