@@ -78,6 +78,14 @@ read -r DEEP_DATE DEEP_ID CURSOR <<<"$DEEP"
 COLUMNS_SQL="id, source, external_id, date, duration, project, description, created_at, updated_at"
 echo "SELECT $COLUMNS_SQL FROM time_entries WHERE user_id = '$USER_ID' ORDER BY date, id LIMIT 101;" >"$WORK/first.sql"
 echo "SELECT $COLUMNS_SQL FROM time_entries WHERE user_id = '$USER_ID' AND (date, id) > ('$DEEP_DATE', '$DEEP_ID') ORDER BY date, id LIMIT 101;" >"$WORK/deep.sql"
+# What one list request costs the database: the session check every authenticated request runs
+# (as app/src/auth.rs has it), then the page.
+TOKEN_HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
+{
+    echo "WITH live AS (SELECT user_id FROM sessions WHERE token_hash = '\\x$TOKEN_HASH'::bytea AND expires_at > now() AND absolute_expires_at > now()), touched AS (UPDATE sessions SET last_seen_at = now(), expires_at = LEAST(now() + make_interval(secs => 604800), absolute_expires_at) WHERE token_hash = '\\x$TOKEN_HASH'::bytea AND expires_at > now() AND last_seen_at < now() - interval '1 minute') SELECT u.id, u.email, u.created_at FROM live JOIN users u ON u.id = live.user_id;"
+    cat "$WORK/first.sql"
+} >"$WORK/request.sql"
+sql "$(head -n1 "$WORK/request.sql")" | grep -q 'bench@example.com' || { echo "the session check finds no session" >&2; exit 1; }
 SUMMARY_QUERY="from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z&tz=Europe/Berlin&group_by=day"
 echo "SELECT to_char(k, 'YYYY-MM-DD') AS key, hours, entries FROM (SELECT (date AT TIME ZONE 'Europe/Berlin')::date AS k, sum(duration) AS hours, count(*) AS entries FROM time_entries WHERE user_id = '$USER_ID' AND date >= '2024-01-01T00:00:00Z' AND date < '2025-01-01T00:00:00Z' GROUP BY 1) AS g ORDER BY k;" >"$WORK/summary.sql"
 
@@ -123,6 +131,11 @@ for page in first deep; do
     row "GET $page page (app under wrk)" "$rps" "$p50" "$p99" "$bad"
     row "  the same SELECT (pgbench -M prepared)" "$tps" "${lat}ms" "" ""
     row "  app / pgbench" "$(ratio "$rps" "$tps")" "" "" ""
+    if [ "$page" = first ]; then
+        read -r tps lat <<<"$(run_pgbench "$WORK/request.sql")"
+        row "  session check + SELECT (pgbench, both)" "$tps" "${lat}ms" "" ""
+        row "  app / pgbench (both)" "$(ratio "$rps" "$tps")" "" "" ""
+    fi
 done
 
 # 10k Toggl entries; the same rows as CSV for psql \copy.
