@@ -20,6 +20,8 @@ pub struct AppConfig {
     pub shutdown_timeout: Duration,
     /// `HEADER_READ_TIMEOUT`: how long a client may take to send the request head.
     pub header_read_timeout: Duration,
+    /// `BODY_READ_TIMEOUT`: how long a client may take to send a request body.
+    pub body_read_timeout: Duration,
     /// `SESSION_IDLE_TIMEOUT`: a session unused this long expires (sliding).
     pub session_idle: Duration,
     /// `SESSION_MAX_AGE`: a session never outlives this, however active (absolute).
@@ -49,6 +51,10 @@ impl AppConfig {
             header_read_timeout: positive(
                 "HEADER_READ_TIMEOUT",
                 env_duration("HEADER_READ_TIMEOUT", Duration::from_secs(10))?,
+            )?,
+            body_read_timeout: positive(
+                "BODY_READ_TIMEOUT",
+                env_duration("BODY_READ_TIMEOUT", crate::http::DEFAULT_BODY_READ_TIMEOUT)?,
             )?,
             session_idle: positive(
                 "SESSION_IDLE_TIMEOUT",

@@ -133,8 +133,28 @@ fn declared_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// refused before anything is read, and a body without one is cut off at the limit.
 pub async fn read_body(req: Request<Incoming>, limit: usize) -> ApiResult<Bytes> {
     let (parts, body) = req.into_parts();
-    read_body_parts(&parts.headers, body, limit).await
+    let timeout = parts
+        .extensions
+        .get::<BodyReadTimeout>()
+        .map_or(DEFAULT_BODY_READ_TIMEOUT, |t| t.0);
+    tokio::time::timeout(timeout, read_body_parts(&parts.headers, body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body did not arrive in time.",
+            )
+        })?
 }
+
+/// How long reading a request body may take; the server puts `BODY_READ_TIMEOUT` into every
+/// request's extensions (a client trickling its body must not hold a task forever).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
+/// Used when a request carries no [`BodyReadTimeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// [`read_body`] for a body already split from its request.
 pub async fn read_body_parts<B>(headers: &HeaderMap, body: B, limit: usize) -> ApiResult<Bytes>

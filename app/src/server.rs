@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
-use crate::http::{no_content, Body};
+use crate::http::{no_content, Body, BodyReadTimeout};
 use crate::router::{Ctx, Lookup, Router};
 use crate::security;
 use crate::state::AppState;
@@ -69,8 +69,10 @@ impl App {
         response
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let config = &self.state.config;
+        req.extensions_mut()
+            .insert(BodyReadTimeout(config.body_read_timeout));
         if req.method() == Method::OPTIONS {
             return self.options(&req);
         }

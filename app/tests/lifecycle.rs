@@ -39,6 +39,8 @@ fn configuration_errors_exit_78_naming_the_setting() {
         (vec![("SHUTDOWN_TIMEOUT", "5")], "SHUTDOWN_TIMEOUT"),
         (vec![("CORS_ORIGINS", "*")], "CORS_ORIGINS"),
         (vec![("HASH_CONCURRENCY", "0")], "HASH_CONCURRENCY"),
+        (vec![("BODY_READ_TIMEOUT", "0s")], "BODY_READ_TIMEOUT"),
+        (vec![("SESSION_IDLE_TIMEOUT", "7d")], "SESSION_IDLE_TIMEOUT"),
         (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
     ] {
         let mut env = env;
@@ -267,4 +269,28 @@ fn password_hashing_does_not_block_other_requests() {
             assert!(status == 401 || status == 503, "{status}");
         }
     });
+}
+
+#[test]
+fn body_read_timeout_answers_408() {
+    let db = Db::start();
+    let app = App::start(&db.url(), &[("BODY_READ_TIMEOUT", "1s")]);
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    // A body that stops after 10 of its 100 bytes.
+    stream
+        .write_all(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\nConnection: close\r\n\r\n{\"email\":",
+        )
+        .unwrap();
+    let response = read_response(&mut stream).unwrap();
+    let took = started.elapsed();
+    response.expect(408);
+    assert_eq!(response.error_code(), "request_timeout");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
