@@ -366,3 +366,64 @@ fn every_bad_list_parameter_is_a_400_naming_it() {
         assert_bad_parameter(&response, name);
     }
 }
+
+/// Every `$ref` in `value` names something under `components` of `document`.
+fn assert_refs_resolve(document: &Value, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                let pointer = reference.strip_prefix('#').expect("local reference");
+                assert!(
+                    document.pointer(pointer).is_some(),
+                    "unresolved {reference}"
+                );
+            }
+            map.values().for_each(|v| assert_refs_resolve(document, v));
+        }
+        Value::Array(items) => items.iter().for_each(|v| assert_refs_resolve(document, v)),
+        _ => {}
+    }
+}
+
+#[test]
+fn openapi_documents_the_entry_routes() {
+    let env = Env::start();
+    let document = env.app.get("/api/openapi.json", &[]).expect(200).json();
+    for (path, methods) in [
+        ("/api/entries", &["get", "post"][..]),
+        ("/api/entries/{id}", &["get", "patch", "delete"][..]),
+        ("/api/import/toggl", &["post"][..]),
+        ("/api/import/tempo", &["post"][..]),
+        ("/api/import/csv", &["post"][..]),
+        ("/api/summary", &["get"][..]),
+    ] {
+        for method in methods {
+            let operation = &document["paths"][path][method];
+            assert!(operation.is_object(), "{method} {path} undocumented");
+            assert!(
+                operation["security"].is_array(),
+                "{method} {path}: no security"
+            );
+            for status in ["401", "503"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path}: no {status}"
+                );
+            }
+        }
+    }
+    for schema in [
+        "TimeEntry",
+        "NewTimeEntry",
+        "TimeEntryChanges",
+        "TimeEntryPage",
+        "ImportResult",
+        "SummaryRow",
+    ] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    assert_refs_resolve(&document, &document);
+}

@@ -312,7 +312,7 @@ fn bad_requests_name_what_is_wrong() {
 fn toggl_file(ids: impl Iterator<Item = u64>, version: u32) -> Vec<u8> {
     let items: Vec<Value> = ids
         .map(|id| {
-            json!({"id": id, "start": format!("2024-01-01T00:00:00Z"), "duration": 60 * (id % 90 + 1),
+            json!({"id": id, "start": "2024-01-01T00:00:00Z", "duration": 60 * (id % 90 + 1),
                    "description": format!("entry {id} v{version}"), "project_name": "Ω"})
         })
         .collect();
