@@ -121,7 +121,7 @@ pub fn register_routes(router: &mut Router) {
         "/api/import/csv",
         json!({
             "summary": "Import a Toggl Track detailed-report CSV export",
-            "description": format!("multipart/form-data with the CSV in the field `file` (source `toggl-csv`; UTF-8, a BOM is fine). Needs the columns Start date, Start time and Duration (HH:MM:SS) or End date and End time; User, Email, Project and Description are used when present. The report has no ids: an entry is identified by a SHA-256 of user, email, start and end, numbered among identical rows, so identical rows stay distinct entries. Problems are listed by line. {IDEMPOTENCE} Upload limit 10 MiB."),
+            "description": format!("multipart/form-data with the CSV in the field `file` (source `toggl-csv`; UTF-8, a BOM is fine). Needs the columns Start date (YYYY-MM-DD), Start time and Duration (HH:MM:SS or decimal hours), or End date and End time instead of Duration; User, Email, Project and Description are used when present. The report has no ids: an entry is identified by a SHA-256 of user, email, start and end, numbered among identical rows, so identical rows stay distinct entries. Problems are listed by line. {IDEMPOTENCE} Upload limit 10 MiB."),
             "tags": ["imports"],
             "security": security(),
             "parameters": [tz_parameter()],

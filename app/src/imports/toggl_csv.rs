@@ -2,7 +2,7 @@
 //!
 //! Columns (by header name, in any order, case-insensitive): User, Email,
 //! Client, Project, Task, Description, Billable, Start date, Start time,
-//! End date, End time, Duration (`HH:MM:SS`), Tags, Amount ... Only Start date,
+//! End date, End time, Duration (`HH:MM:SS`, or decimal hours), Tags, Amount ... Only Start date,
 //! Start time and Duration (or End date and End time) are required. Times are
 //! the exporting user's wall-clock times; the import's `tz` places them.
 
@@ -246,7 +246,7 @@ fn parse_row(
 
     let seconds = match columns.duration.map(|i| field(Some(i))) {
         Some(text) if !text.is_empty() => parse_duration(text).or_else(|| {
-            report("Duration", "must be a duration HH:MM:SS");
+            report("Duration", "must be a duration HH:MM:SS or decimal hours");
             None
         }),
         _ => match (start, end) {
@@ -310,8 +310,22 @@ fn parse_time(s: &str) -> Option<Time> {
     .ok()
 }
 
-/// `HH:MM:SS` where hours may exceed 24 (and have any number of digits).
+/// `HH:MM:SS` (hours may exceed 24), or decimal hours (`1.25`) as Toggl writes
+/// them with its "decimal" duration format. Returns seconds.
 fn parse_duration(s: &str) -> Option<f64> {
+    if !s.contains(':') {
+        let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || whole.len() > 6
+            || fraction.len() > 9
+            || !digits(whole)
+            || !digits(fraction)
+        {
+            return None;
+        }
+        return s.parse::<f64>().ok().map(|hours| hours * 3600.0);
+    }
     let mut parts = s.split(':');
     let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || m.len() != 2 || sec.len() != 2 || h.is_empty() || h.len() > 6 {
@@ -452,6 +466,8 @@ mod tests {
     fn durations_are_strict() {
         assert_eq!(parse_duration("00:00:00"), Some(0.0));
         assert_eq!(parse_duration("123:04:05"), Some(443_045.0));
+        assert_eq!(parse_duration("1.25"), Some(4_500.0));
+        assert_eq!(parse_duration("2"), Some(7_200.0));
         for bad in [
             "",
             "1:2:3",
