@@ -360,6 +360,7 @@ fn every_bad_list_parameter_is_a_400_naming_it() {
         ("project=a%00b", "project"),
         ("cursor=not-a-cursor", "cursor"),
         ("offset=100", "offset"),
+        ("to=9999-12-31T23:59:59-23:59", "to"),
     ] {
         let response = env.get(&format!("/api/entries?{query}"));
         assert_eq!(response.status, 400, "{query}: {}", response.text());

@@ -106,6 +106,7 @@ fn every_bad_summary_parameter_is_a_400_naming_it() {
         ("to=2024-01-01", "to"),
         ("from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z", "to"),
         ("timezone=UTC", "timezone"),
+        ("from=9999-12-31T23:00:00-01:00", "from"),
     ] {
         let response = env.get(&format!("/api/summary?{query}"));
         assert_eq!(response.status, 400, "{query}: {}", response.text());

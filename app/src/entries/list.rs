@@ -45,6 +45,21 @@ impl Cursor {
     }
 }
 
+/// An RFC 3339 query parameter, as UTC.
+///
+/// The database driver converts to UTC and would panic past year 9999, so such
+/// an instant (e.g. `9999-12-31T23:59:59-23:59`) is refused here.
+pub(crate) fn utc_timestamp(query: &Query, name: &str) -> ApiResult<Option<OffsetDateTime>> {
+    const START_OF_10000: i64 = 253_402_300_800;
+    match query.timestamp_opt(name)? {
+        Some(t) if t.unix_timestamp() >= START_OF_10000 => Err(ApiError::invalid_parameter(
+            name,
+            "must be before the year 10000 in UTC",
+        )),
+        other => Ok(other.map(|t| t.to_offset(time::UtcOffset::UTC))),
+    }
+}
+
 /// The validated query of a list request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListParams {
@@ -60,8 +75,8 @@ impl ListParams {
     /// Every bad parameter is a 400 naming it.
     pub fn parse(query: &Query) -> ApiResult<ListParams> {
         query.reject_unknown(&PARAMETERS)?;
-        let from = query.timestamp_opt("from")?;
-        let to = query.timestamp_opt("to")?;
+        let from = utc_timestamp(query, "from")?;
+        let to = utc_timestamp(query, "to")?;
         if let (Some(from), Some(to)) = (from, to) {
             if to < from {
                 return Err(ApiError::invalid_parameter(
@@ -154,6 +169,7 @@ mod tests {
             ("source=Not%20A%20Source", "source"),
             ("project=a%00b", "project"),
             ("cursor=abc", "cursor"),
+            ("to=9999-12-31T23:59:59-23:59", "to"),
             ("limit=1&limit=2", "limit"),
             ("page=2", "page"),
         ] {

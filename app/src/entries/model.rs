@@ -103,8 +103,10 @@ pub fn check_source(value: &str) -> Result<(), String> {
 
 /// Years the API accepts: RFC 3339 needs four digits, and far-past dates are typos.
 pub fn check_date(date: OffsetDateTime) -> Result<(), String> {
-    let year = date.to_offset(time::UtcOffset::UTC).year();
-    if (1900..=9999).contains(&year) {
+    // Compared as Unix time: converting to UTC first could overflow year 9999 and panic.
+    const START_OF_1900: i64 = -2_208_988_800;
+    const START_OF_10000: i64 = 253_402_300_800;
+    if (START_OF_1900..START_OF_10000).contains(&date.unix_timestamp()) {
         Ok(())
     } else {
         Err("must be between the years 1900 and 9999".to_owned())
@@ -291,6 +293,13 @@ mod tests {
             ["date", "duration", "source", "externalId", "description"]
         );
         assert!(create(r#"{"date": "2024-03-10T09:00:00Z", "duration": 1e9}"#).is_err());
+        // Year 10000 in UTC, and the last instant of 1899: refused, without panicking.
+        for date in ["9999-12-31T23:59:59-23:59", "1900-01-01T00:59:59+01:00"] {
+            let body = format!(r#"{{"date": "{date}", "duration": 1}}"#);
+            assert_eq!(fields(&create(&body).unwrap_err()), ["date"], "{date}");
+        }
+        assert!(create(r#"{"date": "9999-12-31T23:59:59Z", "duration": 1}"#).is_ok());
+        assert!(create(r#"{"date": "1900-01-01T00:00:00Z", "duration": 1}"#).is_ok());
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn register_routes(router: &mut Router) {
                      "anyOf": [{"required": ["key"]}, {"required": ["id"]}]}
                 ]},
                 "timeSpentSeconds": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
-                "startDate": {"type": "string", "format": "date", "pattern": "^(19[0-9]{2}|[2-9][0-9]{3})-"},
+                "startDate": {"type": "string", "format": "date", "pattern": "^(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"},
                 "startTime": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", "description": "HH:MM:SS, default 00:00:00"},
                 "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION_CHARS}
             }

@@ -105,11 +105,12 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
     let date = match object.get("startDate") {
         Some(Value::String(s)) => match Date::parse(s, format_description!("[year]-[month]-[day]"))
         {
-            Ok(d) if (1900..=9999).contains(&d.year()) => Some(d),
+            // 9998 at most: a wall-clock time in 9999 could pass year 9999 in UTC.
+            Ok(d) if (1900..=9998).contains(&d.year()) => Some(d),
             _ => {
                 report(
                     "startDate",
-                    "must be a date YYYY-MM-DD (years 1900 to 9999)",
+                    "must be a date YYYY-MM-DD (years 1900 to 9998)",
                 );
                 None
             }

@@ -216,7 +216,10 @@ fn parse_row(
         problems.push(problem(at, Some(name), message));
     };
     let start_date = parse_date(field(Some(columns.start_date))).or_else(|| {
-        report("Start date", "must be a date YYYY-MM-DD");
+        report(
+            "Start date",
+            "must be a date YYYY-MM-DD (years 1900 to 9998)",
+        );
         None
     });
     let start_time = parse_time(field(Some(columns.start_time))).or_else(|| {
@@ -230,7 +233,7 @@ fn parse_row(
     let end = match (columns.end_date, columns.end_time) {
         (Some(d), Some(t)) if !field(Some(d)).is_empty() || !field(Some(t)).is_empty() => {
             let end_date = parse_date(field(Some(d))).or_else(|| {
-                report("End date", "must be a date YYYY-MM-DD");
+                report("End date", "must be a date YYYY-MM-DD (years 1900 to 9998)");
                 None
             });
             let end_time = parse_time(field(Some(t))).or_else(|| {
@@ -298,7 +301,8 @@ fn parse_row(
 fn parse_date(s: &str) -> Option<Date> {
     Date::parse(s, format_description!("[year]-[month]-[day]"))
         .ok()
-        .filter(|d| (1900..=9999).contains(&d.year()))
+        // 9998 at most: a wall-clock time in 9999 could pass year 9999 in UTC.
+        .filter(|d| (1900..=9998).contains(&d.year()))
 }
 
 fn parse_time(s: &str) -> Option<Time> {

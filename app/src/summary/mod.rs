@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::entries::list::utc_timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
@@ -64,8 +65,8 @@ pub struct SummaryParams {
 impl SummaryParams {
     pub fn parse(query: &Query) -> ApiResult<SummaryParams> {
         query.reject_unknown(&PARAMETERS)?;
-        let from = query.timestamp_opt("from")?;
-        let to = query.timestamp_opt("to")?;
+        let from = utc_timestamp(query, "from")?;
+        let to = utc_timestamp(query, "to")?;
         if let (Some(from), Some(to)) = (from, to) {
             if to < from {
                 return Err(ApiError::invalid_parameter(
@@ -193,6 +194,7 @@ mod tests {
             ("to=2024-01-01T00:00:00Z&from=2024-02-01T00:00:00Z", "to"),
             ("tz=UTC&tz=UTC", "tz"),
             ("zone=UTC", "zone"),
+            ("from=9999-12-31T23:00:00-01:00", "from"),
         ] {
             let err = parse(q).unwrap_err();
             assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{q}");
