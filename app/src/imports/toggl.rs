@@ -142,11 +142,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
         None | Some(Value::Null) => false,
         Some(Value::String(_)) => true,
         Some(_) => {
-            problems.push(problem(
-                at,
-                Some("server_deleted_at"),
-                "must be a date-time string or null",
-            ));
+            report("server_deleted_at", "must be a date-time string or null");
             false
         }
     };
