@@ -29,9 +29,9 @@ RUN for crate in app common probe supervisor testkit; do \
         mkdir -p "$crate/src" && : > "$crate/src/lib.rs"; \
     done \
  && for bin in app probe supervisor; do echo 'fn main() {}' > "$bin/src/main.rs"; done \
- && cargo build --release -p probe \
- && cargo build --release -p supervisor \
- && cargo build --release -p app
+ && cargo build --release --locked -p probe \
+ && cargo build --release --locked -p supervisor \
+ && cargo build --release --locked -p app
 
 # One layer per binary, so a source edit rebuilds only the binaries downstream of it. The placeholders stay until
 # the real sources overwrite them: cargo loads every workspace member, built or not. COPY keeps the checkout's
@@ -42,15 +42,15 @@ COPY testkit testkit/
 RUN find common testkit migrations -type f -exec touch {} + && mkdir -p /out
 COPY probe probe/
 RUN find probe -type f -exec touch {} + \
- && cargo build --release -p probe \
+ && cargo build --release --locked -p probe \
  && cp target/release/probe /out/
 COPY supervisor supervisor/
 RUN find supervisor -type f -exec touch {} + \
- && cargo build --release -p supervisor \
+ && cargo build --release --locked -p supervisor \
  && cp target/release/supervisor /out/
 COPY app app/
 RUN find app -type f -exec touch {} + \
- && cargo build --release -p app \
+ && cargo build --release --locked -p app \
  && cp target/release/app /out/
 
 # ---- runtime -----------------------------------------------------------------------------------------------------
