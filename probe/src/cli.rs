@@ -45,6 +45,10 @@ struct Args {
     // Validated after parsing: clap would echo the rejected value, and a URL may carry a password.
     #[arg(long, value_name = "URL")]
     url: Option<String>,
+    /// Leave CHECK (supervisor, app or postgres) out of the verdict; repeatable. Adds exclude=CHECK to the query,
+    /// e.g. `--ready --exclude postgres` for a container health check that must not follow the database
+    #[arg(long, value_name = "CHECK", value_parser = parse_check)]
+    exclude: Vec<String>,
     /// Total deadline for connect, request and answer, e.g. 500ms, 2s
     #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
     timeout: Option<Duration>,
@@ -177,7 +181,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, health_addr: Option<OsStr
         }
     };
     Parsed::Run(Options {
-        target,
+        target: target.excluding(&args.exclude),
         format,
         timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
         watch: args.watch,
@@ -190,6 +194,17 @@ fn from_clap_error(e: clap::Error) -> Parsed {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Info(text),
         _ => Parsed::Usage(text),
     }
+}
+
+/// The checks the supervisor's health listener knows (its `?exclude=` answers 400 to any other name).
+const CHECKS: [&str; 3] = ["supervisor", "app", "postgres"];
+
+fn parse_check(value: &str) -> Result<String, String> {
+    CHECKS
+        .iter()
+        .find(|check| **check == value)
+        .map(|check| (*check).to_owned())
+        .ok_or_else(|| format!("unknown check; checks are {}", CHECKS.join(", ")))
 }
 
 fn parse_bounded(value: &str, max: Duration) -> Result<Duration, String> {
@@ -281,6 +296,33 @@ mod tests {
     }
 
     #[test]
+    fn exclude_adds_to_the_query_of_any_endpoint() {
+        assert_eq!(
+            options(&["--ready", "--exclude", "postgres"]).target.path(),
+            "/readyz?verbose&exclude=postgres"
+        );
+        assert_eq!(
+            options(&[
+                "--exclude=postgres",
+                "--exclude",
+                "app",
+                "--exclude",
+                "postgres"
+            ])
+            .target
+            .path(),
+            "/health?exclude=postgres&exclude=app"
+        );
+        assert_eq!(
+            options(&["--exclude", "postgres", "--url", "http://h:1/readyz"])
+                .target
+                .to_string(),
+            "http://h:1/readyz?exclude=postgres"
+        );
+        assert_eq!(options(&["--live"]).target.path(), "/livez?verbose");
+    }
+
+    #[test]
     fn health_addr_is_read() {
         let Parsed::Run(o) = parse_with(&["--live"], Some("[::]:7000")) else {
             panic!()
@@ -308,6 +350,13 @@ mod tests {
         assert!(usage(&["--timeout", "5h"]).contains("at most 1h"));
         assert!(usage(&["--timeout"]).contains("--timeout"));
         assert!(usage(&["--watch", "fast"]).contains("--watch"));
+        let unknown = usage(&["--exclude", "redis&verbose"]);
+        assert!(
+            unknown.contains("--exclude")
+                && unknown.contains("checks are supervisor, app, postgres"),
+            "{unknown}"
+        );
+        assert!(usage(&["--exclude"]).contains("--exclude"));
         assert!(usage(&["--url", "https://h/"]).contains("https is not supported"));
         let with_password = usage(&["--url", "http://user:hunter2@h/"]);
         assert!(with_password.contains("credentials") && !with_password.contains("hunter2"));

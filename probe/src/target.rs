@@ -120,6 +120,20 @@ impl Target {
         self
     }
 
+    /// Adds `exclude=CHECK` to the query for each check not already there (check names need no escaping).
+    pub fn excluding(mut self, checks: &[String]) -> Target {
+        for check in checks {
+            let param = format!("exclude={check}");
+            let query = self.path.split_once('?').map_or("", |(_, query)| query);
+            if query.split('&').any(|p| p == param) {
+                continue;
+            }
+            let separator = if self.path.contains('?') { '&' } else { '?' };
+            self.path = format!("{}{separator}{param}", self.path);
+        }
+        self
+    }
+
     pub fn host(&self) -> &Host {
         &self.host
     }

@@ -115,6 +115,39 @@ fn ready_and_live_read_the_verbose_text() {
 }
 
 #[test]
+fn exclude_asks_the_server_to_leave_a_check_out() {
+    let server = HttpServer::start(|target| match target {
+        "/readyz?verbose&exclude=postgres" => Answer::new(
+            200,
+            "text/plain; charset=utf-8",
+            "[+]supervisor ok\n[+]app ok\n[+]postgres excluded: ok\nreadyz check passed\n",
+        ),
+        _ => Answer::new(400, "text/plain", "unexpected query"),
+    });
+    let run = run_probe(
+        &["--ready", "--exclude", "postgres", "--url", &server.url("")],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("pass: supervisor=pass app=pass postgres=pass(excluded) ("),
+        "{}",
+        run.stdout
+    );
+    let targets: Vec<_> = server.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/readyz?verbose&exclude=postgres"]);
+
+    let bad = run_probe(&["--ready", "--exclude", "database"], &[]);
+    assert_eq!(bad.code, 64);
+    assert!(
+        bad.stderr.contains("checks are supervisor, app, postgres"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn json_prints_the_document_as_received() {
     let document = fixture("health-pass.json");
     let server = HttpServer::answering(Answer::health(200, &document));

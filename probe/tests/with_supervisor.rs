@@ -108,6 +108,14 @@ fn probe_follows_the_real_supervisor_and_database() {
     );
     assert_eq!(starting.code, 1, "{}", starting.stdout);
     assert!(starting.stdout.starts_with("fail: "), "{}", starting.stdout);
+    // The image's HEALTHCHECK leaves the database out, but still fails while the supervisor is starting.
+    let healthcheck = run_probe(&["--ready", "--exclude", "postgres"], &env);
+    assert_eq!(healthcheck.code, 1, "{}", healthcheck.stdout);
+    assert!(
+        healthcheck.stdout.contains("supervisor=fail(starting)"),
+        "{}",
+        healthcheck.stdout
+    );
 
     cluster.restart();
     let pass = probe_until(&[], &env, "probe to pass", Duration::from_secs(45), |run| {
@@ -165,9 +173,18 @@ fn probe_follows_the_real_supervisor_and_database() {
         "{}",
         ready.stdout
     );
-    // Liveness does not depend on the database.
+    // Liveness does not depend on the database, and neither does the image's HEALTHCHECK.
     let live = run_probe(&["--live"], &env);
     assert_eq!(live.code, 0, "{}", live.stdout);
+    let healthcheck = run_probe(&["--ready", "--exclude", "postgres"], &env);
+    assert_eq!(healthcheck.code, 0, "{}", healthcheck.stdout);
+    assert!(
+        healthcheck
+            .stdout
+            .starts_with("pass: supervisor=pass app=pass postgres=pass(excluded) ("),
+        "{}",
+        healthcheck.stdout
+    );
 
     supervisor.stop();
     let gone = run_probe(&[], &env);
