@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod drain;
 pub mod entries;
 pub mod error;
 pub mod health;
@@ -38,8 +39,13 @@ pub use state::AppState;
 /// How often expired sessions and old login failures are deleted.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Runs the API until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn run(config: AppConfig, db: DbConfig) -> anyhow::Result<()> {
+/// Runs the API until SIGTERM or SIGINT, then shuts down gracefully. With a drain notice (from the
+/// supervisor), responses ask clients to leave from the moment the drain begins, before the signal arrives.
+pub async fn run(
+    config: AppConfig,
+    db: DbConfig,
+    drain_notice: Option<drain::DrainNotice>,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     // Handlers first, so that a signal arriving during start-up is not lost.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -63,7 +69,15 @@ pub async fn run(config: AppConfig, db: DbConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %db.describe(), "listening");
 
     let maintenance = tokio::spawn(maintenance(state.clone()));
-    let app = server::App::new(Arc::new(router), state);
+    let lame_duck = drain::LameDuck::default();
+    let drain_watch = drain_notice.map(|notice| {
+        let lame_duck = lame_duck.clone();
+        tokio::spawn(async move {
+            notice.wait().await;
+            lame_duck.begin();
+        })
+    });
+    let app = server::App::new(Arc::new(router), state, lame_duck);
     let options = server::ServeOptions {
         header_read_timeout: config.header_read_timeout,
         shutdown_timeout: config.shutdown_timeout,
@@ -76,6 +90,9 @@ pub async fn run(config: AppConfig, db: DbConfig) -> anyhow::Result<()> {
     };
     server::serve(listener, app, options, shutdown).await;
     maintenance.abort();
+    if let Some(drain_watch) = drain_watch {
+        drain_watch.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,9 +10,11 @@ fn main() -> ExitCode {
         eprintln!("app: configuration error: {err}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let settings = app::AppConfig::from_env()
-        .and_then(|config| Ok((config, common::db::DbConfig::from_env()?)));
-    let (config, db) = match settings {
+    let settings = app::AppConfig::from_env().and_then(|config| {
+        let db = common::db::DbConfig::from_env()?;
+        Ok((config, db, app::drain::DrainNotice::from_env()?))
+    });
+    let (config, db, drain_notice) = match settings {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("app: configuration error: {err}");
@@ -29,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(config, db)) {
+    match runtime.block_on(app::run(config, db, drain_notice)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("app: {err:#}");

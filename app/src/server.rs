@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::drain::LameDuck;
 use crate::error::ApiError;
 use crate::http::{no_content, Body, BodyReadTimeout};
 use crate::router::{Ctx, Lookup, Router};
@@ -25,11 +26,16 @@ use crate::state::AppState;
 pub struct App {
     router: Arc<Router>,
     state: Arc<AppState>,
+    lame_duck: LameDuck,
 }
 
 impl App {
-    pub fn new(router: Arc<Router>, state: Arc<AppState>) -> Self {
-        App { router, state }
+    pub fn new(router: Arc<Router>, state: Arc<AppState>, lame_duck: LameDuck) -> Self {
+        App {
+            router,
+            state,
+            lame_duck,
+        }
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -60,6 +66,10 @@ impl App {
         let headers = response.headers_mut();
         security::apply_cors_headers(&request_headers, headers, cors_origins);
         security::apply_security_headers(headers);
+        if self.lame_duck.is_draining() {
+            // hyper closes the connection once this response is written; the client reconnects elsewhere.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         tracing::info!(
             %method, %path,
             status = response.status().as_u16(),

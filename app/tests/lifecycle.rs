@@ -42,6 +42,10 @@ fn configuration_errors_exit_78_naming_the_setting() {
         (vec![("BODY_READ_TIMEOUT", "0s")], "BODY_READ_TIMEOUT"),
         (vec![("SESSION_IDLE_TIMEOUT", "7d")], "SESSION_IDLE_TIMEOUT"),
         (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        // The supervisor's drain notice: a descriptor number above 2 that the app inherited open.
+        (vec![("DRAIN_FD", "three")], "DRAIN_FD"),
+        (vec![("DRAIN_FD", "1")], "DRAIN_FD"),
+        (vec![("DRAIN_FD", "900")], "DRAIN_FD"),
     ] {
         let mut env = env;
         env.push(("DATABASE_URL", url));

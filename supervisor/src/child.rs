@@ -12,6 +12,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::drain::{ChildEnd, DRAIN_FD};
 use crate::exit::Exit;
 
 /// How a process ended, as an exit code: its own status, or 128 + N when signal N killed it.
@@ -24,14 +25,22 @@ pub fn status_code(status: WaitStatus) -> Option<i32> {
 }
 
 /// Starts `command` as the leader of a new process group, with every signal at its default disposition and an
-/// empty signal mask, whatever the supervisor itself blocks or ignores.
-pub fn spawn(command: &[OsString]) -> Result<Pid, Exit> {
+/// empty signal mask, whatever the supervisor itself blocks or ignores. The child inherits its end of the drain
+/// notice, named in `DRAIN_FD`.
+pub fn spawn(command: &[OsString], drain: &ChildEnd) -> Result<Pid, Exit> {
     let (program, args) = command.split_first().expect("the command is never empty");
     let mut cmd = Command::new(program);
-    cmd.args(args).process_group(0);
-    // SAFETY: between fork and exec only async-signal-safe system calls are made (rt_sigaction, sigprocmask).
+    let drain_fd = drain.raw();
+    cmd.args(args)
+        .process_group(0)
+        .env(DRAIN_FD, drain_fd.to_string());
+    // SAFETY: between fork and exec only async-signal-safe system calls are made (rt_sigaction, sigprocmask,
+    // fcntl).
     unsafe {
-        cmd.pre_exec(reset_signals);
+        cmd.pre_exec(move || {
+            reset_signals()?;
+            ChildEnd::keep_on_exec(drain_fd)
+        });
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),

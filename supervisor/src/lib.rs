@@ -10,6 +10,7 @@
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod exit;
 pub mod health;
 pub mod lifecycle;

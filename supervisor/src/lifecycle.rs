@@ -16,6 +16,7 @@ use common::db::DbConfig;
 
 use crate::child;
 use crate::config::{Config, RestartPolicy};
+use crate::drain::{self, DrainNotice};
 use crate::exit::Exit;
 use crate::migrate;
 use crate::signals;
@@ -69,7 +70,17 @@ impl Supervisor {
     async fn supervise(&mut self) -> Exit {
         let mut restarts = 0u32;
         loop {
-            let pid = match child::spawn(&self.config.command) {
+            let (notice, child_end) = match drain::pipe() {
+                Ok(ends) => ends,
+                Err(err) => {
+                    return Exit::CommandNotExecutable(format!(
+                        "cannot create the drain notice pipe: {err}"
+                    ))
+                }
+            };
+            let spawned = child::spawn(&self.config.command, &child_end);
+            drop(child_end);
+            let pid = match spawned {
                 Ok(pid) => pid,
                 Err(exit) => return exit,
             };
@@ -81,7 +92,7 @@ impl Supervisor {
             }));
             self.state.set_phase(Phase::Running);
 
-            let ended = self.watch(pid).await;
+            let ended = self.watch(pid, notice).await;
             self.state.set_child(None);
             let may_restart = match self.config.restart {
                 RestartPolicy::OnFailure { max } => restarts < max,
@@ -103,8 +114,9 @@ impl Supervisor {
     }
 
     /// Forwards signals to the child's group, drains and stops it, and returns once the child has exited and
-    /// nothing is left of its process group.
-    async fn watch(&mut self, pgid: Pid) -> Ended {
+    /// nothing is left of its process group. The drain begins with the first stop signal: readiness fails and the
+    /// child gets its notice at once; the signal itself follows after DRAIN_DELAY.
+    async fn watch(&mut self, pgid: Pid, mut notice: DrainNotice) -> Ended {
         let stop_grace = self.config.stop_grace;
         let mut code: Option<i32> = None;
         let mut stop_requested = false;
@@ -150,6 +162,7 @@ impl Supervisor {
                         signal if signals::is_stop(signal) && !stop_requested && code.is_none() => {
                             stop_requested = true;
                             self.state.set_phase(Phase::Draining);
+                            notice.send();
                             if self.config.drain_delay.is_zero() {
                                 forward(signal, &mut kill_at);
                             } else {
@@ -160,6 +173,7 @@ impl Supervisor {
                         signal => {
                             if signals::is_stop(signal) {
                                 stop_requested = true;
+                                notice.send();
                                 // A second stop signal cuts the drain short.
                                 drain = None;
                             }
