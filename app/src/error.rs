@@ -1,5 +1,5 @@
 //! The one error type every handler returns, and its JSON rendering:
-//! `{"error":{"code":"snake_case","message":"...","details":[...]}}`.
+//! `{"error":{"code":"snake_case","message":"...","details":[...],"total":N}}`.
 
 use std::fmt;
 
@@ -60,6 +60,80 @@ impl Problem {
         self.field = Some(field.into());
         self
     }
+
+    /// Where in the input the problem is: problems about the whole input come first.
+    fn position(&self) -> usize {
+        self.index.or(self.line).unwrap_or(0)
+    }
+}
+
+/// Most problems a 422 lists; the others are only counted (`total`).
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// The problems found in one request: the first [`MAX_LISTED_PROBLEMS`] in input order, and
+/// how many there are in all. A file full of mistakes then costs no more memory, and gets no
+/// longer an answer, than one with a hundred.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    /// Sorted by position; problems at one position keep the order they were found in.
+    listed: Vec<Problem>,
+    total: usize,
+}
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts `problem`, and keeps it when it is among the first by position.
+    pub fn push(&mut self, problem: Problem) {
+        self.total += 1;
+        let position = problem.position();
+        if self.listed.len() == MAX_LISTED_PROBLEMS
+            && self
+                .listed
+                .last()
+                .is_some_and(|last| last.position() <= position)
+        {
+            return;
+        }
+        let at = self.listed.partition_point(|p| p.position() <= position);
+        self.listed.insert(at, problem);
+        self.listed.truncate(MAX_LISTED_PROBLEMS);
+    }
+
+    /// How many problems were found, listed or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The first problems, in input order.
+    pub fn listed(&self) -> &[Problem] {
+        &self.listed
+    }
+
+    /// `Ok(value)` when no problem was found.
+    pub fn or_ok<T>(self, value: T) -> Result<T, Problems> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl FromIterator<Problem> for Problems {
+    fn from_iter<I: IntoIterator<Item = Problem>>(problems: I) -> Self {
+        let mut all = Problems::new();
+        for problem in problems {
+            all.push(problem);
+        }
+        all
+    }
 }
 
 /// An error answered to the client. The message is always safe to show; internal causes
@@ -77,7 +151,8 @@ pub struct ApiError {
 struct Extra {
     /// The offending field or query parameter of a 400.
     field: Option<String>,
-    details: Vec<Problem>,
+    /// The problems of a 422 (the first ones, and how many in all).
+    problems: Problems,
     /// Seconds, for 429 and 503.
     retry_after: Option<u64>,
     /// The `Allow` header of a 405.
@@ -107,7 +182,9 @@ impl ApiError {
 
     /// The problems listed by a 422.
     pub fn details(&self) -> &[Problem] {
-        self.extra.as_ref().map_or(&[], |extra| &extra.details)
+        self.extra
+            .as_ref()
+            .map_or(&[], |extra| extra.problems.listed())
     }
 
     /// `Retry-After` in seconds, if any.
@@ -216,19 +293,9 @@ impl ApiError {
         )
     }
 
-    /// 422 listing every problem found.
+    /// 422 listing the problems found (the first [`MAX_LISTED_PROBLEMS`] of them).
     pub fn validation(details: Vec<Problem>) -> Self {
-        let message = match details.len() {
-            1 => "The request has 1 invalid value.".to_string(),
-            n => format!("The request has {n} invalid values."),
-        };
-        let mut err = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        );
-        err.extra_mut().details = details;
-        err
+        Self::from(details.into_iter().collect::<Problems>())
     }
 
     /// 429 with `Retry-After` in seconds (at least 1).
@@ -275,8 +342,9 @@ impl ApiError {
         if let Some(field) = &extra.field {
             error["field"] = json!(field);
         }
-        if !extra.details.is_empty() {
-            error["details"] = json!(extra.details);
+        if !extra.problems.is_empty() {
+            error["details"] = json!(extra.problems.listed());
+            error["total"] = json!(extra.problems.total());
         }
         let mut response = json_response(self.status, &json!({ "error": error }));
         let headers = response.headers_mut();
@@ -305,6 +373,27 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+impl From<Problems> for ApiError {
+    /// 422 with the first problems and their total count.
+    fn from(problems: Problems) -> Self {
+        let (total, listed) = (problems.total(), problems.listed().len());
+        let message = if total == 1 {
+            "The request has 1 invalid value.".to_string()
+        } else if listed < total {
+            format!("The request has {total} invalid values; the first {listed} are listed.")
+        } else {
+            format!("The request has {total} invalid values.")
+        };
+        let mut err = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        );
+        err.extra_mut().problems = problems;
+        err
+    }
+}
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
@@ -415,6 +504,35 @@ mod tests {
                 {"index": 3, "field": "duration", "message": "duration must be >= 0"},
                 {"line": 7, "message": "bad date"}
             ])
+        );
+        assert_eq!(body["error"]["total"], 3);
+    }
+
+    #[tokio::test]
+    async fn validation_lists_the_first_problems_in_input_order_and_counts_all() {
+        let mut problems = Problems::new();
+        // Found out of order (a later check reports an earlier item), and far too many.
+        for index in (0..1_000).rev().chain(0..1_000) {
+            problems.push(Problem::index(index, "bad"));
+        }
+        assert_eq!(problems.total(), 2_000);
+        let (response, body) = body_of(ApiError::from(problems)).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let details = body["error"]["details"].as_array().unwrap();
+        assert_eq!(details.len(), MAX_LISTED_PROBLEMS);
+        let indexes: Vec<u64> = details
+            .iter()
+            .map(|p| p["index"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..50).flat_map(|i| [i, i]).collect();
+        assert_eq!(indexes, expected);
+        assert_eq!(body["error"]["total"], 2_000);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("first 100"),
+            "{body}"
         );
     }
 

@@ -1,12 +1,16 @@
 //! Request bodies with size limits, JSON decoding that names the field at fault, and
 //! response builders.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -187,22 +191,151 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> ApiResult
     decode_json(&bytes)
 }
 
-/// Decodes a JSON document into `T`, with errors that name the field at fault.
+/// Decodes a JSON object into `T`, with errors that name the field at fault.
+///
+/// The document is checked first ([`check_json`]); a body that is not an object is refused
+/// as such (serde would otherwise read a struct from an array, field by position).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    check_json(bytes)?;
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "The request body must be a JSON object ({...}), not an array.",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "The request body must be a JSON object ({...}).",
+            ))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)
+}
+
+/// Checks a whole JSON document before anything reads it: syntax (trailing characters
+/// included), no NUL character in any string or key (PostgreSQL text cannot hold one), and
+/// no key twice in one object (which of the values was meant?). Each is a 400 naming the
+/// field. Nothing of the document is kept, so this costs no memory however big it is.
+pub fn check_json(bytes: &[u8]) -> ApiResult<()> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "malformed_json",
             "The request body is empty; a JSON document is required.",
         ));
     }
-    // Syntax first (the whole document, trailing characters included), then the shape.
-    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, CheckedJson>(&mut deserializer).map_err(json_error)?;
+    deserializer.end().map_err(|err| {
         ApiError::bad_request(
             "malformed_json",
             format!("The request body is not valid JSON: {err}."),
         )
-    })?;
-    serde_path_to_error::deserialize(document).map_err(json_error)
+    })
+}
+
+const NUL_MESSAGE: &str = "must not contain NUL characters";
+const DUPLICATE_KEY_PREFIX: &str = "duplicate field `";
+const NUL_KEY_PREFIX: &str = "NUL character in the key `";
+
+/// A JSON value walked by [`check_json`] (and dropped as it goes).
+struct CheckedJson;
+
+impl<'de> Deserialize<'de> for CheckedJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedJson)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckedJson {
+    type Value = CheckedJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self, E> {
+        if value.contains('\0') {
+            return Err(E::custom(NUL_MESSAGE));
+        }
+        Ok(CheckedJson)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<CheckedJson>()?.is_some() {}
+        Ok(CheckedJson)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        // Keys borrow from the document unless they contain escapes.
+        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(CheckedKey(key)) = map.next_key()? {
+            if key.contains('\0') {
+                return Err(de::Error::custom(format!(
+                    "{NUL_KEY_PREFIX}{}`",
+                    key.escape_default()
+                )));
+            }
+            if seen.contains(&key) {
+                return Err(de::Error::custom(format!("{DUPLICATE_KEY_PREFIX}{key}`")));
+            }
+            map.next_value::<CheckedJson>()?;
+            seen.insert(key);
+        }
+        Ok(CheckedJson)
+    }
+}
+
+/// An object key, borrowed from the document when it can be.
+struct CheckedKey<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for CheckedKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = CheckedKey<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(CheckedKey(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(CheckedKey(Cow::Owned(key.to_owned())))
+            }
+
+            fn visit_string<E>(self, key: String) -> Result<Self::Value, E> {
+                Ok(CheckedKey(Cow::Owned(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -220,15 +353,30 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         Some(at) => message[..at].to_string(),
         None => message,
     };
-    // A missing field is reported at its parent's path with the name in the message.
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        let field = if path == "." {
+    // A problem with a key is reported at its object's path with the key in the message.
+    let child = |name: &str| {
+        if path == "." {
             name.to_string()
         } else {
             format!("{path}.{name}")
-        };
-        return ApiError::invalid_field(field, "is required");
+        }
+    };
+    let key_in = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .map(|rest| rest.strip_suffix('`').unwrap_or(rest).to_owned())
+    };
+    if let Some(name) = key_in("missing field `") {
+        return ApiError::invalid_field(child(&name), "is required");
+    }
+    if let Some(name) = key_in(DUPLICATE_KEY_PREFIX) {
+        return ApiError::invalid_field(
+            child(&name),
+            "is given more than once; give each key once",
+        );
+    }
+    if let Some(name) = key_in(NUL_KEY_PREFIX) {
+        return ApiError::invalid_field(child(&name), "the key must not contain NUL characters");
     }
     if path == "." {
         return ApiError::bad_request(
@@ -282,6 +430,59 @@ mod tests {
     fn a_non_object_body_is_400() {
         let err = decode_json::<Login>(b"\"text\"").unwrap_err();
         assert_eq!(err.code, "invalid_body");
+        // serde would read the struct from an array by position and blame "[0]".
+        for body in [
+            &br#"[{"email":"a@b.c","password":"x"}]"#[..],
+            br#"["a@b.c","x"]"#,
+        ] {
+            let err = decode_json::<Login>(body).unwrap_err();
+            assert_eq!(err.code, "invalid_body");
+            assert!(err.message.contains("not an array"), "{}", err.message);
+            assert_eq!(err.field(), None);
+        }
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_is_400_naming_the_field() {
+        let err = decode_json::<Login>(br#"{"email":"a@b.co\u0000","password":"whatever1"}"#)
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.field(), Some("email"));
+        assert!(err.message.contains("NUL"), "{}", err.message);
+        // Also where nothing reads it, nested, and in keys; an escaped backslash is no NUL.
+        for (body, field) in [
+            (
+                &br#"{"email":"a","password":"b","x":{"y":["ok","\u0000"]}}"#[..],
+                "x.y[1]",
+            ),
+            (br#"{"email":"a","password":"b","k\u0000":1}"#, "k\\u{0}"),
+        ] {
+            let err = decode_json::<Login>(body).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{}", err.message);
+        }
+        assert!(decode_json::<Login>(br#"{"email":"\\u0000","password":"x"}"#).is_ok());
+        assert!(
+            check_json(br#"[{"id":1,"d":"\u0000"}]"#)
+                .unwrap_err()
+                .field()
+                == Some("[0].d")
+        );
+    }
+
+    #[test]
+    fn a_key_given_twice_is_400_naming_it() {
+        let err = decode_json::<Login>(br#"{"email":"a@b.c","password":"x","email":"c@d.e"}"#)
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.field(), Some("email"));
+        assert!(err.message.contains("more than once"), "{}", err.message);
+        // Spelt differently but the same key once decoded; and deep inside an array.
+        let err = check_json(br#"{"a":1,"\u0061":2}"#).unwrap_err();
+        assert_eq!(err.field(), Some("a"));
+        let err = check_json(br#"[{}, {"x": {"y": 1, "y": 1}}]"#).unwrap_err();
+        assert_eq!(err.field(), Some("[1].x.y"));
+        // The same key in different objects is fine.
+        assert!(check_json(br#"[{"y": 1}, {"y": 2, "z": {"y": 3}}]"#).is_ok());
     }
 
     #[test]

@@ -28,8 +28,12 @@ impl Query {
         Self::parse(req.uri().query())
     }
 
-    /// 400 for any parameter not in `allowed`, so a misspelt filter is not silently ignored.
+    /// 400 for any parameter not in `allowed`, so a misspelt filter is not silently ignored,
+    /// and for a NUL character in any value (PostgreSQL text cannot hold one).
     pub fn reject_unknown(&self, allowed: &[&str]) -> ApiResult<()> {
+        if let Some((name, _)) = self.pairs.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(nul_in(name));
+        }
         match self
             .pairs
             .iter()
@@ -49,6 +53,9 @@ impl Query {
         let first = values.next().map(|(_, v)| v.as_str());
         if values.next().is_some() {
             return Err(ApiError::invalid_parameter(name, "is given more than once"));
+        }
+        if first.is_some_and(|value| value.contains('\0')) {
+            return Err(nul_in(name));
         }
         Ok(first)
     }
@@ -111,6 +118,10 @@ impl Query {
     }
 }
 
+fn nul_in(name: &str) -> ApiError {
+    ApiError::invalid_parameter(name, "must not contain NUL characters")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +148,16 @@ mod tests {
         assert!(q.get("x").is_err());
         assert!(q.parse_opt::<i64>("n").is_err());
         assert!(q.parse_required::<i64>("missing").is_err());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_naming_the_parameter() {
+        let q = Query::parse(Some("limit=5&project=a%00b"));
+        let err = q.reject_unknown(&["limit", "project"]).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.field(), Some("project"));
+        assert!(err.message.contains("NUL"), "{}", err.message);
+        assert_eq!(q.get("project").unwrap_err().field(), Some("project"));
+        assert_eq!(q.get("limit").unwrap(), Some("5"));
     }
 }

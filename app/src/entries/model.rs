@@ -78,6 +78,13 @@ pub fn check_external_id(value: &str) -> Result<(), String> {
     check_text(value, MAX_EXTERNAL_ID_CHARS)
 }
 
+/// A duration as stored: `-0.0` (which passes `>= 0`) becomes `0.0`, so that it is not
+/// stored and answered as `-0.0`.
+pub fn stored_duration(hours: f64) -> f64 {
+    // IEEE 754: -0.0 + 0.0 is +0.0; every other value is unchanged.
+    hours + 0.0
+}
+
 pub fn check_duration_hours(hours: f64) -> Result<(), String> {
     if !hours.is_finite() || hours < 0.0 {
         return Err("must be a number of hours >= 0".to_owned());
@@ -224,13 +231,14 @@ impl CreateEntryBody {
             return Err(problems);
         }
         let id = Uuid::now_v7();
+        let duration = stored_duration(self.duration);
         Ok(NewEntry {
             id,
             source: changes.source.unwrap_or_else(|| MANUAL_SOURCE.to_owned()),
             // A manual entry is its own origin: its id doubles as the external id.
             external_id: changes.external_id.unwrap_or_else(|| id.to_string()),
             date: self.date,
-            duration: self.duration,
+            duration,
             project: changes.project.unwrap_or_default(),
             description: changes.description.unwrap_or_default(),
         })
@@ -239,7 +247,7 @@ impl CreateEntryBody {
 
 impl EntryChanges {
     /// Validates the values; at least one field must be given.
-    pub fn validate(self) -> Result<EntryChanges, Vec<Problem>> {
+    pub fn validate(mut self) -> Result<EntryChanges, Vec<Problem>> {
         if self == EntryChanges::default() {
             return Err(vec![Problem {
                 index: None,
@@ -249,6 +257,7 @@ impl EntryChanges {
             }]);
         }
         let problems = check_changes(&self);
+        self.duration = self.duration.map(stored_duration);
         if problems.is_empty() {
             Ok(self)
         } else {
@@ -283,10 +292,11 @@ mod tests {
 
     #[test]
     fn new_entry_lists_every_problem() {
-        let problems = create(
-            r#"{"date": "0001-01-01T00:00:00Z", "duration": -1, "source": "Bad Source",
-                "externalId": "", "project": "x", "description": "a\u0000b"}"#,
-        )
+        let long = "ä".repeat(MAX_DESCRIPTION_CHARS + 1);
+        let problems = create(&format!(
+            r#"{{"date": "0001-01-01T00:00:00Z", "duration": -1, "source": "Bad Source",
+                "externalId": "", "project": "x", "description": "{long}"}}"#
+        ))
         .unwrap_err();
         assert_eq!(
             fields(&problems),
@@ -346,6 +356,16 @@ mod tests {
         }
         let bad: EntryChanges = decode_json(br#"{"duration": -2, "source": "X"}"#).unwrap();
         assert_eq!(fields(&bad.validate().unwrap_err()), ["duration", "source"]);
+    }
+
+    #[test]
+    fn negative_zero_durations_are_stored_as_zero() {
+        let entry = create(r#"{"date": "2024-03-10T09:00:00Z", "duration": -0.0}"#).unwrap();
+        assert!(entry.duration == 0.0 && entry.duration.is_sign_positive());
+        let changes: EntryChanges = decode_json(br#"{"duration": -0.0}"#).unwrap();
+        let duration = changes.validate().unwrap().duration.unwrap();
+        assert!(duration == 0.0 && duration.is_sign_positive());
+        assert_eq!(stored_duration(1.5), 1.5);
     }
 
     #[test]
