@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{self, User};
+use crate::db::Queries;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{created_json, no_content, ok_json, read_json, Body};
 use crate::openapi::{error_responses, json_body};
@@ -212,7 +213,7 @@ async fn register(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>>
     Ok(created_json(&user))
 }
 
-async fn users_exist(client: &impl deadpool_postgres::GenericClient) -> ApiResult<bool> {
+async fn users_exist(client: &impl Queries) -> ApiResult<bool> {
     Ok(client
         .query_one("SELECT EXISTS (SELECT 1 FROM users)", &[])
         .await?
@@ -262,12 +263,16 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
     let stored_hash = stored
         .as_ref()
         .map(|row| row.get::<_, String>("password_hash"));
-    if !state.passwords.verify(body.password, stored_hash).await? {
-        attempt.failed(&*state.db().await?).await?;
+    if !state
+        .passwords
+        .verify(body.password, stored_hash.clone())
+        .await?
+    {
+        attempt.failed(&state.db().await?).await?;
         tracing::info!("login failed");
         return Err(invalid_credentials());
     }
-    let Some(row) = stored else {
+    let (Some(row), Some(verified_hash)) = (stored, stored_hash) else {
         return Err(invalid_credentials());
     };
     let user = User::from_row(&row);
@@ -281,7 +286,12 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
             &[&user.id],
         )
         .await?;
-    let (token, expires_at) = auth::create_session(&client, &state.config, user.id).await?;
+    let created = auth::create_session(&client, &state.config, user.id, &verified_hash).await?;
+    let Some((token, expires_at)) = created else {
+        // The password changed while this one was being checked: it is wrong now.
+        tracing::info!(user_id = %user.id, "login lost the race with a password change");
+        return Err(invalid_credentials());
+    };
     tracing::info!(user_id = %user.id, "logged in");
 
     let expires_at = expires_at
@@ -343,7 +353,7 @@ async fn change_password(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response
         .verify(body.current_password, stored_hash)
         .await?
     {
-        attempt.failed(&*state.db().await?).await?;
+        attempt.failed(&state.db().await?).await?;
         return Err(ApiError::forbidden(
             "invalid_current_password",
             "The current password is not correct.",

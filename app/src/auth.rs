@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::AppConfig;
+use crate::db::Queries;
 use crate::error::{ApiError, ApiResult};
 use crate::security;
 use crate::state::AppState;
@@ -176,27 +177,37 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.trim().trim_matches('"').to_string())
 }
 
-/// Creates a session for `user_id`; returns the token and its idle expiry.
+/// Creates a session for `user_id` if its password hash is still `verified_hash`, the one the
+/// caller checked the password against; returns the token and its idle expiry, or `None` when
+/// the password changed meanwhile.
+///
+/// The user's row is locked `FOR SHARE` until the session is committed, so a password change
+/// (which updates the row, then deletes the user's sessions, in one transaction) either commits
+/// first, and the re-checked hash no longer matches, or waits for this session and deletes it.
 pub async fn create_session(
-    client: &tokio_postgres::Client,
+    client: &impl Queries,
     config: &AppConfig,
     user_id: Uuid,
-) -> ApiResult<(String, OffsetDateTime)> {
+    verified_hash: &str,
+) -> ApiResult<Option<(String, OffsetDateTime)>> {
     let (token, hash) = new_token();
     let row = client
-        .query_one(
+        .query_opt(
             "INSERT INTO sessions (token_hash, user_id, expires_at, absolute_expires_at)
-             VALUES ($1, $2, now() + make_interval(secs => $3), now() + make_interval(secs => $4))
+             SELECT $1, u.id, now() + make_interval(secs => $3), now() + make_interval(secs => $4)
+             FROM users u WHERE u.id = $2 AND u.password_hash = $5
+             FOR SHARE
              RETURNING expires_at",
             &[
                 &hash.as_bytes(),
                 &user_id,
                 &config.session_idle.as_secs_f64(),
                 &config.session_max_age.as_secs_f64(),
+                &verified_hash,
             ],
         )
         .await?;
-    Ok((token, row.get("expires_at")))
+    Ok(row.map(|row| (token, row.get("expires_at"))))
 }
 
 /// `Set-Cookie` for a new session; the browser keeps it until the absolute expiry, the

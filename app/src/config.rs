@@ -30,15 +30,31 @@ pub struct AppConfig {
     pub hash_concurrency: usize,
     /// `DB_POOL_SIZE`: database connections per process.
     pub pool_size: usize,
-    /// `DB_POOL_WAIT`: how long a request waits for a connection before a 503.
+    /// `DB_POOL_WAIT`: how long a request waits for a free connection (within `db_timeout`).
     pub pool_wait: Duration,
+    /// `DB_TIMEOUT`: all of one request's database work (pool wait, connecting, statements)
+    /// takes at most this in total; then 503 with `Retry-After`.
+    pub db_timeout: Duration,
+    /// `DB_IMPORT_TIMEOUT`: the same for the transaction that writes an import.
+    pub db_import_timeout: Duration,
 }
+
+/// Default of `DB_TIMEOUT`: a request with a frozen database is answered well within 2 s.
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Default of `DB_IMPORT_TIMEOUT`: about ten times what the largest upload (10 MiB) takes.
+pub const DEFAULT_DB_IMPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 const DEFAULT_PORT: u16 = 3000;
 
 impl AppConfig {
     pub fn from_env() -> Result<AppConfig, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let db_timeout = positive(
+            "DB_TIMEOUT",
+            env_duration("DB_TIMEOUT", DEFAULT_DB_TIMEOUT)?,
+        )?;
+        // The wait for a free connection is part of the request's database work.
+        let pool_wait = positive("DB_POOL_WAIT", env_duration("DB_POOL_WAIT", db_timeout)?)?;
         let config = AppConfig {
             port: port_from_env()?,
             cors_origins: match env_var("CORS_ORIGINS")? {
@@ -66,11 +82,19 @@ impl AppConfig {
             )?,
             hash_concurrency: usize_from_env("HASH_CONCURRENCY", cores, 1..=256)?,
             pool_size: usize_from_env("DB_POOL_SIZE", 16, 1..=1000)?,
-            pool_wait: positive(
-                "DB_POOL_WAIT",
-                env_duration("DB_POOL_WAIT", Duration::from_secs(5))?,
+            pool_wait,
+            db_timeout,
+            db_import_timeout: positive(
+                "DB_IMPORT_TIMEOUT",
+                env_duration("DB_IMPORT_TIMEOUT", DEFAULT_DB_IMPORT_TIMEOUT)?,
             )?,
         };
+        if config.pool_wait > config.db_timeout {
+            return Err(ConfigError::new(
+                "DB_POOL_WAIT",
+                "must not be longer than DB_TIMEOUT, which bounds all of a request's database work",
+            ));
+        }
         if config.session_idle > config.session_max_age {
             return Err(ConfigError::new(
                 "SESSION_IDLE_TIMEOUT",

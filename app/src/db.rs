@@ -1,31 +1,373 @@
-//! The connection pool.
+//! Database access under a deadline: the connection pool, the per-request budget for database
+//! work, and connection handles that bound every await by it.
+//!
+//! A frozen server (SIGSTOP, a stalled network) still has its kernel ACK our packets, so only a
+//! client-side timer notices it. All of one request's database work (waiting for a pooled
+//! connection, connecting, every statement, the commit) draws on one budget, `DB_TIMEOUT`
+//! (default 1.5 s) in total; once it is spent the request is answered 503 with `Retry-After`.
+//! Time spent elsewhere (hashing a password, reading the body) is not drawn from it. Imports
+//! write their batches under a budget of their own, `DB_IMPORT_TIMEOUT`.
+//!
+//! A connection whose call was cut off is closed instead of going back to the pool: its server
+//! may be frozen, and its reply may still be on the way. The server's `statement_timeout` (set to
+//! the same value on every connection) is the second line: it ends the statement we gave up on.
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::db::DbConfig;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Transaction,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement, ToStatement};
 
 use crate::config::AppConfig;
 
 /// Builds the pool; connections are opened on demand, so the app starts while the database
 /// is down and answers 503 until it is back.
 pub fn build_pool(db: &DbConfig, config: &AppConfig) -> anyhow::Result<Pool> {
+    let mut pg_config = db.pg_config().clone();
+    add_statement_timeout(&mut pg_config, config.db_timeout);
     // Verified recycling costs a round trip per checkout; a broken connection is detected by the
-    // query itself and dropped by deadpool.
+    // query itself (closed, or cut off by the budget) and dropped.
     let manager_config = || ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
     let manager = match db.tls() {
-        Some(tls) => Manager::from_config(db.pg_config().clone(), tls, manager_config()),
-        None => Manager::from_config(db.pg_config().clone(), NoTls, manager_config()),
+        Some(tls) => Manager::from_config(pg_config, tls, manager_config()),
+        None => Manager::from_config(pg_config, NoTls, manager_config()),
     };
+    // Connecting and waiting are bounded by each request's budget; `DB_POOL_WAIT` may bound the
+    // wait for a free connection more tightly.
     let pool = Pool::builder(manager)
         .max_size(config.pool_size)
         .wait_timeout(Some(config.pool_wait))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(2)))
         .runtime(Runtime::Tokio1)
         .build()?;
     Ok(pool)
+}
+
+/// Appends `-c statement_timeout=<ms>` to the startup options (after any from `DATABASE_URL`,
+/// so this one applies).
+fn add_statement_timeout(pg_config: &mut tokio_postgres::Config, timeout: Duration) {
+    let setting = format!("-c statement_timeout={}", timeout.as_millis().max(1));
+    let options = match pg_config.get_options() {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+        _ => setting,
+    };
+    pg_config.options(options);
+}
+
+/// How much time database work may still take. Clones share what is left.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    remaining: Arc<Mutex<Duration>>,
+}
+
+impl Budget {
+    pub fn new(limit: Duration) -> Budget {
+        Budget {
+            remaining: Arc::new(Mutex::new(limit)),
+        }
+    }
+
+    pub fn remaining(&self) -> Duration {
+        *self.remaining.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `work` for at most what is left and draws the time it took; `None` when it did
+    /// not finish in time (or nothing was left).
+    async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
+        let left = self.remaining();
+        if left.is_zero() {
+            return None;
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(left, work).await.ok();
+        let spent = started.elapsed();
+        let mut remaining = self.remaining.lock().unwrap_or_else(|e| e.into_inner());
+        *remaining = remaining.saturating_sub(spent);
+        outcome
+    }
+}
+
+tokio::task_local! {
+    /// The budget of the request the current task is handling.
+    static REQUEST_BUDGET: Budget;
+}
+
+/// Runs a request handler with a budget of `limit` for all of its database work.
+pub fn with_request_budget<F: Future>(
+    limit: Duration,
+    handler: F,
+) -> impl Future<Output = F::Output> {
+    REQUEST_BUDGET.scope(Budget::new(limit), handler)
+}
+
+/// The current request's budget; outside a request (background work), a fresh one of `limit`.
+pub fn request_budget(limit: Duration) -> Budget {
+    REQUEST_BUDGET
+        .try_with(Budget::clone)
+        .unwrap_or_else(|_| Budget::new(limit))
+}
+
+/// Why database work failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The budget for database work ran out (or a call on the connection was cut off before).
+    #[error("database work did not finish within its deadline")]
+    Deadline,
+    /// No connection: the pool's wait timed out or connecting failed.
+    #[error("no database connection: {0}")]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// The SQLSTATE the server answered, if it did.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            DbError::Postgres(e) => e.code(),
+            DbError::Deadline | DbError::Pool(_) => None,
+        }
+    }
+}
+
+/// A pooled connection whose every call draws on a budget (see the module comment).
+pub struct Db {
+    client: Option<Object>,
+    budget: Budget,
+    /// True while a call is in progress and after one was cut off: the connection is then in
+    /// an unknown state and is closed on drop instead of being pooled.
+    cut_off: AtomicBool,
+    /// The budget of bulk writes (`DB_IMPORT_TIMEOUT`).
+    bulk_limit: Duration,
+}
+
+impl Db {
+    /// Takes a connection from `pool`, waiting and connecting within `budget`.
+    pub async fn checkout(
+        pool: &Pool,
+        budget: Budget,
+        bulk_limit: Duration,
+    ) -> Result<Db, DbError> {
+        match budget.run(pool.get()).await {
+            Some(client) => Ok(Db {
+                client: Some(client?),
+                budget,
+                cut_off: AtomicBool::new(false),
+                bulk_limit,
+            }),
+            None => Err(DbError::Deadline),
+        }
+    }
+
+    fn client_mut(&mut self) -> (&mut Object, &Budget, &AtomicBool) {
+        let client = self
+            .client
+            .as_mut()
+            .expect("the connection is only taken on drop");
+        (client, &self.budget, &self.cut_off)
+    }
+
+    /// Begins a transaction on the request's budget.
+    pub async fn transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
+        let (client, budget, cut_off) = self.client_mut();
+        let tx = bounded(budget, cut_off, client.transaction()).await?;
+        Ok(DbTransaction {
+            tx,
+            budget,
+            cut_off,
+        })
+    }
+
+    /// Switches this connection to the budget of bulk writes (imports), `DB_IMPORT_TIMEOUT`:
+    /// from now on its work draws on that instead of the request's budget.
+    pub fn use_bulk_budget(&mut self) {
+        self.budget = Budget::new(self.bulk_limit);
+    }
+
+    /// Begins a transaction in which the server lets statements run for as long as the
+    /// budget has left (the connection's `statement_timeout` is `DB_TIMEOUT`).
+    pub async fn bulk_transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
+        let statement_timeout = format!("{}ms", self.budget.remaining().as_millis().max(1));
+        let tx = self.transaction().await?;
+        tx.execute(
+            "SELECT set_config('statement_timeout', $1, true)",
+            &[&statement_timeout],
+        )
+        .await?;
+        Ok(tx)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if *self.cut_off.get_mut() {
+                // Detached from the pool; dropping it closes the socket.
+                drop(Object::take(client));
+            }
+        }
+    }
+}
+
+/// A transaction on a [`Db`], drawing on the same budget.
+pub struct DbTransaction<'a> {
+    tx: Transaction<'a>,
+    budget: &'a Budget,
+    cut_off: &'a AtomicBool,
+}
+
+impl DbTransaction<'_> {
+    pub async fn commit(self) -> Result<(), DbError> {
+        bounded(self.budget, self.cut_off, self.tx.commit()).await
+    }
+}
+
+/// Runs one call of `work` on a connection within `budget`, marking the connection cut off
+/// unless the call completes.
+async fn bounded<T>(
+    budget: &Budget,
+    cut_off: &AtomicBool,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, DbError> {
+    // A connection cut off before stays unusable; marked now, so that a call abandoned by
+    // dropping this future counts as cut off as well.
+    if cut_off.swap(true, Ordering::AcqRel) {
+        return Err(DbError::Deadline);
+    }
+    match budget.run(work).await {
+        Some(result) => {
+            cut_off.store(false, Ordering::Release);
+            Ok(result?)
+        }
+        None => Err(DbError::Deadline),
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The connection, budget and cut-off flag behind a [`Queries`] value (fields private: the
+/// only way to the connection is through the bounded calls).
+pub struct Parts<'a, C> {
+    client: &'a C,
+    budget: &'a Budget,
+    cut_off: &'a AtomicBool,
+}
+
+/// Statements on a [`Db`] or a [`DbTransaction`], each bounded by the budget. (Boxed futures:
+/// one allocation per statement, and `Send` without higher-ranked inference trouble.)
+pub trait Queries: Sync {
+    type Client: GenericClient;
+
+    fn parts(&self) -> Parts<'_, Self::Client>;
+
+    fn execute<'a, T>(
+        &'a self,
+        statement: &'a T,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> BoxFuture<'a, Result<u64, DbError>>
+    where
+        T: ?Sized + ToStatement + Sync + Send,
+    {
+        let parts = self.parts();
+        Box::pin(bounded(
+            parts.budget,
+            parts.cut_off,
+            parts.client.execute(statement, params),
+        ))
+    }
+
+    fn query<'a, T>(
+        &'a self,
+        statement: &'a T,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> BoxFuture<'a, Result<Vec<Row>, DbError>>
+    where
+        T: ?Sized + ToStatement + Sync + Send,
+    {
+        let parts = self.parts();
+        Box::pin(bounded(
+            parts.budget,
+            parts.cut_off,
+            parts.client.query(statement, params),
+        ))
+    }
+
+    fn query_one<'a, T>(
+        &'a self,
+        statement: &'a T,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> BoxFuture<'a, Result<Row, DbError>>
+    where
+        T: ?Sized + ToStatement + Sync + Send,
+    {
+        let parts = self.parts();
+        Box::pin(bounded(
+            parts.budget,
+            parts.cut_off,
+            parts.client.query_one(statement, params),
+        ))
+    }
+
+    fn query_opt<'a, T>(
+        &'a self,
+        statement: &'a T,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> BoxFuture<'a, Result<Option<Row>, DbError>>
+    where
+        T: ?Sized + ToStatement + Sync + Send,
+    {
+        let parts = self.parts();
+        Box::pin(bounded(
+            parts.budget,
+            parts.cut_off,
+            parts.client.query_opt(statement, params),
+        ))
+    }
+
+    /// Prepares `query` once per connection.
+    fn prepare_cached<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Statement, DbError>> {
+        let parts = self.parts();
+        Box::pin(bounded(
+            parts.budget,
+            parts.cut_off,
+            parts.client.prepare_cached(query),
+        ))
+    }
+}
+
+impl Queries for Db {
+    type Client = Object;
+
+    fn parts(&self) -> Parts<'_, Object> {
+        Parts {
+            client: self
+                .client
+                .as_ref()
+                .expect("the connection is only taken on drop"),
+            budget: &self.budget,
+            cut_off: &self.cut_off,
+        }
+    }
+}
+
+impl<'t> Queries for DbTransaction<'t> {
+    type Client = Transaction<'t>;
+
+    fn parts(&self) -> Parts<'_, Transaction<'t>> {
+        Parts {
+            client: &self.tx,
+            budget: self.budget,
+            cut_off: self.cut_off,
+        }
+    }
 }

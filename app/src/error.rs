@@ -9,6 +9,10 @@ use serde_json::json;
 
 use crate::http::{json_response, Body};
 
+/// `Retry-After` of a 503 for an unavailable database: short, so that a client that follows it
+/// is back within seconds of the database (a restart or failover takes about that long).
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 2;
+
 /// One problem found while validating input, reported in a 422's `details`.
 ///
 /// `field` names a JSON field, `index` an item of an array and `line` a line of a file;
@@ -305,14 +309,15 @@ impl ApiError {
         err
     }
 
-    /// 503 when the database cannot be reached; the cause goes to the log only.
+    /// 503 when the database cannot be reached in time, with `Retry-After:
+    /// DATABASE_RETRY_AFTER_SECS`; the cause goes to the log only.
     pub fn database_unavailable(cause: impl fmt::Display) -> Self {
         let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",
             "The database is unavailable; try again shortly.",
         );
-        err.extra_mut().retry_after = Some(5);
+        err.extra_mut().retry_after = Some(DATABASE_RETRY_AFTER_SECS);
         err.extra_mut().internal = Some(cause.to_string());
         err
     }
@@ -401,6 +406,17 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match err {
+            DbError::Deadline => ApiError::database_unavailable(err),
+            DbError::Pool(err) => err.into(),
+            DbError::Postgres(err) => err.into(),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(err: tokio_postgres::Error) -> Self {
         if is_connection_failure(&err) {
@@ -485,7 +501,7 @@ mod tests {
         let (response, body) = body_of(ApiError::database_unavailable("connection refused")).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!body.to_string().contains("refused"));
-        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 
     #[tokio::test]

@@ -1,19 +1,15 @@
 //! `/livez` (process alive, no database) and the seed-compatible `/health` (database reachable).
 
-use std::time::Duration;
-
-use http::{Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::error::ApiResult;
+use crate::db::Queries;
+use crate::error::{ApiError, ApiResult, DATABASE_RETRY_AFTER_SECS};
 use crate::http::{json_response, text_response, Body};
 use crate::router::{Ctx, Router};
-
-/// The whole `/health` check, connection included, must finish within this.
-const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 
 pub fn register_routes(router: &mut Router) {
     router.add(
@@ -52,29 +48,31 @@ async fn livez(_req: Request<Incoming>, _ctx: Ctx) -> ApiResult<Response<Body>> 
 }
 
 async fn health(_req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
+    // Connection and query draw on the request's budget (`DB_TIMEOUT`) like any other request.
     let check = async {
-        let client = ctx.state.pool.get().await.map_err(|e| e.to_string())?;
-        client
-            .query_one("SELECT 1", &[])
-            .await
-            .map_err(|e| e.to_string())
+        let client = ctx.state.db().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok::<_, ApiError>(())
     };
-    let outcome = match tokio::time::timeout(HEALTH_DEADLINE, check).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(cause)) => Err(cause),
-        Err(_) => Err("timed out".to_string()),
-    };
-    match outcome {
+    match check.await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
             &json!({ "status": "healthy", "timestamp": timestamp_now() }),
         )),
-        Err(cause) => {
-            tracing::warn!(cause = %cause, "health check: database unreachable");
-            Ok(json_response(
+        Err(err) => {
+            tracing::warn!(
+                cause = err.internal_cause().unwrap_or(&err.message),
+                "health check: database unreachable"
+            );
+            let mut response = json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({ "status": "unhealthy", "error": "Database connection failed" }),
-            ))
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(DATABASE_RETRY_AFTER_SECS),
+            );
+            Ok(response)
         }
     }
 }

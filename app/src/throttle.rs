@@ -14,6 +14,7 @@
 
 use tokio_postgres::Client;
 
+use crate::db::Queries;
 use crate::error::{ApiError, ApiResult};
 
 /// Failures allowed in the window.
@@ -33,7 +34,7 @@ pub struct Attempt {
 
 /// Records an attempt for `email`; 429 with `Retry-After` when the email already has
 /// [`MAX_FAILURES`] recent failures or attempts in flight.
-pub async fn begin(client: &Client, email: &str) -> ApiResult<Attempt> {
+pub async fn begin(client: &impl Queries, email: &str) -> ApiResult<Attempt> {
     let id: i64 = client
         .query_one(
             "INSERT INTO login_failures (email, failed_at)
@@ -85,7 +86,7 @@ pub async fn begin(client: &Client, email: &str) -> ApiResult<Attempt> {
 
 impl Attempt {
     /// The credentials were wrong: the attempt counts as a failure from now on.
-    pub async fn failed(self, client: &Client) -> ApiResult<()> {
+    pub async fn failed(self, client: &impl Queries) -> ApiResult<()> {
         client
             .execute(
                 "UPDATE login_failures SET failed_at = now() WHERE id = $1",
@@ -97,7 +98,7 @@ impl Attempt {
 
     /// The credentials were right: this attempt and the email's earlier failures are
     /// forgiven. Attempts of other requests still in flight stay counted.
-    pub async fn succeeded(self, client: &Client) -> ApiResult<()> {
+    pub async fn succeeded(self, client: &impl Queries) -> ApiResult<()> {
         client
             .execute(
                 "DELETE FROM login_failures WHERE id = $2 OR (email = $1 AND failed_at <= now())",

@@ -1,12 +1,12 @@
 //! SQL for one user's time entries. Every statement is scoped by `user_id`, so
 //! another user's entry is simply not found.
 
-use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::list::{Cursor, ListParams};
 use super::model::{EntryChanges, NewEntry, TimeEntry};
+use crate::db::{DbError, Queries};
 
 /// The columns every query returns, in the order [`TimeEntry::from_row`] reads them.
 pub const COLUMNS: &str =
@@ -17,11 +17,11 @@ pub const COLUMNS: &str =
 pub enum WriteError {
     /// Another entry of the user already has this (source, externalId).
     Duplicate,
-    Db(tokio_postgres::Error),
+    Db(DbError),
 }
 
-impl From<tokio_postgres::Error> for WriteError {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<DbError> for WriteError {
+    fn from(e: DbError) -> Self {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             WriteError::Duplicate
         } else {
@@ -30,8 +30,14 @@ impl From<tokio_postgres::Error> for WriteError {
     }
 }
 
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
 pub async fn create(
-    db: &impl GenericClient,
+    db: &impl Queries,
     user_id: Uuid,
     entry: &NewEntry,
 ) -> Result<TimeEntry, WriteError> {
@@ -58,11 +64,7 @@ pub async fn create(
     Ok(TimeEntry::from_row(&row)?)
 }
 
-pub async fn get(
-    db: &impl GenericClient,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<Option<TimeEntry>, tokio_postgres::Error> {
+pub async fn get(db: &impl Queries, user_id: Uuid, id: Uuid) -> Result<Option<TimeEntry>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM time_entries WHERE id = $1 AND user_id = $2");
     let statement = db.prepare_cached(&sql).await?;
     match db.query_opt(&statement, &[&id, &user_id]).await? {
@@ -73,7 +75,7 @@ pub async fn get(
 
 /// Applies the given fields; `updated_at` moves only when something changed.
 pub async fn update(
-    db: &impl GenericClient,
+    db: &impl Queries,
     user_id: Uuid,
     id: Uuid,
     changes: &EntryChanges,
@@ -115,11 +117,7 @@ pub async fn update(
 }
 
 /// True when the entry existed (and is now gone).
-pub async fn delete(
-    db: &impl GenericClient,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
+pub async fn delete(db: &impl Queries, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     let statement = db
         .prepare_cached("DELETE FROM time_entries WHERE id = $1 AND user_id = $2")
         .await?;
@@ -159,10 +157,10 @@ pub fn page_sql(params: &ListParams) -> String {
 
 /// One page and the cursor of the next one (`None` on the last page).
 pub async fn list(
-    db: &impl GenericClient,
+    db: &impl Queries,
     user_id: Uuid,
     params: &ListParams,
-) -> Result<(Vec<TimeEntry>, Option<Cursor>), tokio_postgres::Error> {
+) -> Result<(Vec<TimeEntry>, Option<Cursor>), DbError> {
     let sql = page_sql(params);
     // One row past the page tells whether another page follows.
     let fetch = params.limit + 1;

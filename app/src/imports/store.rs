@@ -5,6 +5,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
 use super::{ImportRecord, StartTime};
+use crate::db::{Db, DbError, Queries};
 
 /// Rows per statement: large enough to amortize round trips, small enough to
 /// keep each statement's arrays modest.
@@ -43,24 +44,26 @@ WITH input AS (
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
 
 /// SQLSTATEs after which the whole import is simply tried again.
-fn is_retryable(e: &tokio_postgres::Error) -> bool {
+fn is_retryable(e: &DbError) -> bool {
     use tokio_postgres::error::SqlState;
     e.code().is_some_and(|c| {
         *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
     })
 }
 
-/// Stores `records` for `user_id` under `source`, all or nothing.
+/// Stores `records` for `user_id` under `source`, all or nothing, within the import deadline
+/// (`DB_IMPORT_TIMEOUT`, see [`Db::use_bulk_budget`]) for all attempts together.
 pub async fn import(
-    client: &mut deadpool_postgres::Client,
+    client: &mut Db,
     user_id: Uuid,
     source: &str,
     tz: &str,
     mut records: Vec<ImportRecord>,
-) -> Result<ImportCounts, tokio_postgres::Error> {
+) -> Result<ImportCounts, DbError> {
     // One lock order for every import: two imports touching the same rows
     // then wait for each other instead of deadlocking.
     records.sort_by(|a, b| a.external_id.cmp(&b.external_id));
+    client.use_bulk_budget();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -72,13 +75,13 @@ pub async fn import(
 }
 
 async fn import_once(
-    client: &mut deadpool_postgres::Client,
+    client: &mut Db,
     user_id: Uuid,
     source: &str,
     tz: &str,
     records: &[ImportRecord],
-) -> Result<ImportCounts, tokio_postgres::Error> {
-    let transaction = client.transaction().await?;
+) -> Result<ImportCounts, DbError> {
+    let transaction = client.bulk_transaction().await?;
     let statement = transaction.prepare_cached(UPSERT).await?;
     let mut counts = ImportCounts::default();
     for batch in records.chunks(BATCH_ROWS) {

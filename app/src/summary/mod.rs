@@ -6,12 +6,12 @@ pub mod timezone;
 
 pub use handlers::register_routes;
 
-use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::db::{DbError, Queries};
 use crate::entries::list::utc_timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -136,11 +136,11 @@ pub fn summary_sql(params: &SummaryParams) -> String {
 
 /// Runs the summary; `tz` must come from [`timezone::resolve`].
 pub async fn summarize(
-    db: &impl GenericClient,
+    db: &impl Queries,
     user_id: Uuid,
     params: &SummaryParams,
     tz: &str,
-) -> Result<Vec<SummaryRow>, tokio_postgres::Error> {
+) -> Result<Vec<SummaryRow>, DbError> {
     let sql = summary_sql(params);
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&user_id];
     if params.group_by == GroupBy::Day {
@@ -162,7 +162,8 @@ pub async fn summarize(
                 entries: row.try_get(2)?,
             })
         })
-        .collect()
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(DbError::from)
 }
 
 #[cfg(test)]

@@ -7,20 +7,20 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::GenericClient;
 use tokio::sync::OnceCell;
 
+use crate::db::{DbError, Queries};
 use crate::error::{ApiError, ApiResult};
 
 /// Lower-cased name -> the database's spelling.
 static NAMES: OnceCell<HashMap<String, String>> = OnceCell::const_new();
 
 /// The zone's canonical name, or a 400 naming `parameter`.
-pub async fn resolve(db: &impl GenericClient, parameter: &str, name: &str) -> ApiResult<String> {
+pub async fn resolve(db: &impl Queries, parameter: &str, name: &str) -> ApiResult<String> {
     let names = NAMES
         .get_or_try_init(|| async {
             let rows = db.query("SELECT name FROM pg_timezone_names", &[]).await?;
-            Ok::<_, tokio_postgres::Error>(
+            Ok::<_, DbError>(
                 rows.iter()
                     .map(|row| {
                         let name: String = row.get(0);
