@@ -1,8 +1,10 @@
 //! Test harness shared by the workspace's integration tests: throwaway PostgreSQL clusters, free ports,
-//! workspace binaries, bounded polling and a throwaway certificate authority.
+//! workspace binaries, bounded polling and a throwaway certificate authority; and the load generator behind the
+//! `loadgen` binary.
 
 mod cluster;
 mod fs;
+pub mod load;
 mod pki;
 mod wait;
 
