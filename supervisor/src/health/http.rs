@@ -7,35 +7,53 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{
+    HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, VARY, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::checks::{CheckName, Probe, Snapshot, Status};
 use super::config::Details;
-use super::{document, metrics, Shared};
+use super::connections::{Activity, Connections};
+use super::exposition::Format;
+use super::{document, Shared};
 
-/// Connections served at once; more wait in the kernel's backlog. Bounds memory under a flood.
+/// Connections kept open at once; a new one beyond them closes a stale one (see [`Connections`]).
 const MAX_CONNECTIONS: usize = 256;
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read buffer limit per connection (hyper's minimum is 8 KiB): requests here are a line and a few headers,
+/// and a flood of half-sent headers must not grow each buffer to hyper's default of ~400 KiB.
+const MAX_BUFFER: usize = 16 * 1024;
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Connections the kernel completes and queues until they are accepted. Connections closed to make room
+/// reconnect at once, so the queue must hold a flood's worth of them; a full queue drops new connections,
+/// and a dropped SYN costs a client a 1 s retransmission. The kernel caps it at net.core.somaxconn (4096 by
+/// default since Linux 5.4); the usual 128 overflows under any flood.
+const BACKLOG: u32 = 4096;
+
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // As std and tokio do: a restarted supervisor must not wait for old connections' TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen()
+        .map_err(|e: std::io::Error| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))
 }
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut open = Connections::new(MAX_CONNECTIONS);
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -46,22 +64,45 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(&shared, peer.ip(), &request);
-                std::future::ready(Ok::<_, Infallible>(response))
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(err) = served {
-                tracing::debug!(%peer, error = %err, "health connection ended");
-            }
-            drop(slot);
-        });
+        let evicted = open.make_room(peer.ip());
+        if evicted {
+            shared.metrics.record_eviction();
+        }
+        let activity = open.activity();
+        let task = tokio::spawn(serve_connection(
+            stream,
+            peer,
+            shared.clone(),
+            activity.clone(),
+        ));
+        open.add(peer.ip(), activity, task.abort_handle());
+        if evicted {
+            // Let the closed connection's task be dropped (its socket closed) before accepting more, so
+            // that a burst of connections never holds more than a few descriptors beyond the limit.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    activity: Activity,
+) {
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        activity.touch();
+        let response = respond(&shared, peer.ip(), &request);
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(err) = served {
+        tracing::debug!(%peer, error = %err, "health connection ended");
     }
 }
 
@@ -258,11 +299,19 @@ fn answer<B>(
                 body,
             )
         }
-        Route::Metrics => reply(
-            StatusCode::OK,
-            metrics::CONTENT_TYPE,
-            shared.metrics.render(&snapshot),
-        ),
+        Route::Metrics => {
+            let accept = request.headers().get_all(ACCEPT);
+            let format = Format::negotiate(accept.iter().filter_map(|v| v.to_str().ok()));
+            let mut response = reply(
+                StatusCode::OK,
+                format.content_type(),
+                shared.metrics.render(&snapshot, format),
+            );
+            response
+                .headers_mut()
+                .insert(VARY, HeaderValue::from_static("accept"));
+            response
+        }
     }
 }
 

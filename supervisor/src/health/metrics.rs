@@ -13,9 +13,8 @@ use prometheus_client::registry::Registry;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::checks::{CheckName, Probe, Snapshot};
+use super::exposition::{self, Format};
 use crate::state::Phase;
-
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -59,6 +58,7 @@ pub struct Metrics {
     check_runs: Family<RunLabels, Counter>,
     check_seconds: Family<CheckLabels, Histogram>,
     check_up: Family<CheckLabels, Gauge>,
+    evictions: Counter,
     phase: Family<PhaseLabels, Gauge>,
     child_up: Gauge,
     child_restarts: Counter,
@@ -99,6 +99,12 @@ impl Metrics {
             "supervisor_health_check_up",
             "1 while a readiness check passes (or warns), else 0",
             check_up.clone(),
+        );
+        let evictions = Counter::default();
+        registry.register(
+            "supervisor_health_connections_evicted",
+            "Connections closed to make room for a new one while every slot was taken",
+            evictions.clone(),
         );
         let phase = Family::<PhaseLabels, Gauge>::default();
         registry.register(
@@ -169,6 +175,7 @@ impl Metrics {
             check_runs,
             check_seconds,
             check_up,
+            evictions,
             phase,
             child_up,
             child_restarts,
@@ -197,6 +204,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a connection closed to make room for another.
+    pub fn record_eviction(&self) {
+        self.evictions.inc();
+    }
+
     /// Counts one background run of `check`.
     pub fn record_check(&self, check: CheckName, passed: bool, took: Duration) {
         let check = check.as_str();
@@ -209,8 +221,8 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text exposition with everything derived from `snapshot` brought up to date.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
+    /// The exposition in `format` with everything derived from `snapshot` brought up to date.
+    pub fn render(&self, snapshot: &Snapshot, format: Format) -> String {
         let mut system = super::lock(&self.system);
         for check in CheckName::ALL {
             let up = snapshot.verdict(check, Probe::Ready).passing();
@@ -252,7 +264,10 @@ impl Metrics {
         let mut text = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Text => exposition::to_text(&text),
+        }
     }
 
     fn update_process(&self, system: &mut System) {
@@ -335,7 +350,7 @@ mod tests {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
             }
         }
-        let text = metrics.render(&snapshot);
+        let text = metrics.render(&snapshot, Format::OpenMetrics);
         assert!(
             value(&text, "process_resident_memory_bytes") > 1e6,
             "{text}"
@@ -347,8 +362,15 @@ mod tests {
         assert_eq!(value(&text, "supervisor_migration_version"), 7.0);
         assert_eq!(value(&text, "supervisor_child_up"), 0.0);
         // Restarts are a counter: it follows the state, never double counts.
-        let text = metrics.render(&snapshot);
+        let text = metrics.render(&snapshot, Format::OpenMetrics);
         assert_eq!(value(&text, "supervisor_child_restarts_total"), 2.0);
         assert!(text.ends_with("# EOF\n"));
+        let text = metrics.render(&snapshot, Format::Text);
+        assert_eq!(value(&text, "supervisor_child_restarts_total"), 2.0);
+        assert!(
+            text.contains("# TYPE supervisor_child_restarts_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
     }
 }

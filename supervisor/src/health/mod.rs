@@ -7,7 +7,9 @@
 mod checks;
 mod child;
 mod config;
+mod connections;
 mod document;
+mod exposition;
 mod http;
 mod metrics;
 mod postgres;

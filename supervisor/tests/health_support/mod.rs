@@ -3,6 +3,9 @@
 //! a listener that accepts and never answers, a child process and a child HTTP endpoint.
 #![allow(dead_code)]
 
+pub mod flood;
+pub mod prometheus;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -161,11 +164,20 @@ impl Reply {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn call(addr: SocketAddr, method: &str, target: &str) -> Reply {
+    call_with(addr, method, target, &[])
+}
+
+/// [`call`] with extra request headers.
+pub fn call_with(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
     let mut stream = TcpStream::connect_timeout(&addr, 2 * SECOND).expect("connecting");
     stream.set_read_timeout(Some(2 * SECOND)).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {target} HTTP/1.1\r\nHost: health\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: health\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();

@@ -1,0 +1,218 @@
+//! The health listener under clients that hold connections: idle keep-alive connections renewed every few
+//! seconds, headers that never end (slowloris) and silent connections, several times more than the listener
+//! keeps open. A fresh `probe` and fresh requests must still get their answer within a second, and the
+//! supervisor's file descriptors stay bounded.
+
+mod common;
+mod health_support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{shared_cluster, Launch, Running};
+use health_support::flood::{Behaviour, Crowd, Flood};
+use health_support::non_loopback_ipv4;
+use testkit::PgCluster;
+
+/// Connections the listener keeps open at most (supervisor/src/health/http.rs).
+const SLOTS: usize = 256;
+/// The bound every fresh request must meet.
+const DEADLINE: Duration = Duration::from_secs(1);
+/// How long the probes run against the flood: longer than the listener's 5 s header timeout and than the
+/// keep-alive clients' period, so that every way a slot could be freed or kept has happened meanwhile.
+const UNDER_FLOOD: Duration = Duration::from_secs(8);
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or_else(|err| panic!("reading /proc/{pid}/fd: {err}"))
+}
+
+/// Open files the test process may have: the flood is sized below it (CI machines may allow only 1024).
+fn open_file_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("reading /proc/self/limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(1024)
+}
+
+fn loopback(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// One fresh connection, `GET path`, read to the end: the status and how long it took.
+fn timed_get(addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
+    use std::io::{Read, Write};
+    let began = Instant::now();
+    let status = (|| {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, 2 * DEADLINE).ok()?;
+        stream.set_read_timeout(Some(2 * DEADLINE)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        std::str::from_utf8(raw.get(9..12)?).ok()?.parse().ok()
+    })();
+    (status, began.elapsed())
+}
+
+/// The real `probe` (Docker's HEALTHCHECK) with a 1 s deadline of its own: its exit status and wall time.
+fn timed_probe(probe: &Path, addr: SocketAddr) -> (Option<i32>, Duration, String) {
+    let began = Instant::now();
+    let out = Command::new(probe)
+        .args(["--timeout", "1s"])
+        .env_clear()
+        .env("HEALTH_ADDR", addr.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running probe");
+    let took = began.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), took, text)
+}
+
+fn start_supervisor(cluster: &PgCluster, bind: IpAddr) -> (Running, u16) {
+    let db = cluster.create_database();
+    let port = testkit::free_port();
+    let mut launch = Launch::child(&cluster.url(&db), &["sleep", "600"]);
+    launch.env("HEALTH_ADDR", &SocketAddr::new(bind, port).to_string());
+    let running = launch.spawn();
+    // Ready: migrations ran, the child runs and the database check passed.
+    testkit::wait_for(
+        "the supervisor to be ready",
+        Duration::from_secs(30),
+        || {
+            common::http_get((Ipv4Addr::LOCALHOST, port).into(), "/readyz")
+                .filter(|(code, _)| *code == 200)
+        },
+    );
+    (running, port)
+}
+
+#[test]
+fn held_connections_never_keep_a_fresh_probe_waiting() {
+    let remote = non_loopback_ipv4();
+    let bind = if remote.is_some() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        eprintln!("no non-loopback address: a kubelet-like caller is not tried");
+        loopback(1)
+    };
+    let cluster = shared_cluster();
+    let (mut supervisor, port) = start_supervisor(&cluster, bind);
+    let pid = supervisor.pid();
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let idle_fds = fd_count(pid);
+
+    // Several times more clients than slots; the keep-alive ones share the probe's address.
+    let per_crowd = (open_file_limit().saturating_sub(200) / 3).min(400);
+    assert!(
+        per_crowd >= SLOTS,
+        "this test needs at least {} open files",
+        3 * SLOTS + 200
+    );
+    let flood = Flood::start(
+        target,
+        &[
+            Crowd {
+                behaviour: Behaviour::KeepAlive {
+                    every: Duration::from_secs(3),
+                },
+                count: per_crowd,
+                source: loopback(1),
+            },
+            Crowd {
+                behaviour: Behaviour::Slowloris {
+                    every: Duration::from_secs(1),
+                },
+                count: per_crowd,
+                source: loopback(2),
+            },
+            Crowd {
+                behaviour: Behaviour::Silent,
+                count: per_crowd,
+                source: loopback(3),
+            },
+        ],
+    );
+    // Every slot taken: far more connections made than kept, and the supervisor holding about as many as
+    // it keeps (its idle count may have included a passing connection or two).
+    testkit::wait_for(
+        "the flood to take every slot",
+        Duration::from_secs(20),
+        || (flood.connects() > 2 * SLOTS && fd_count(pid) >= idle_fds + SLOTS - 8).then_some(()),
+    );
+    let answers_before = flood.answers();
+
+    let probe = testkit::bin_path("probe");
+    let mut slow = Vec::new();
+    let mut times = Vec::new();
+    let mut most_fds = 0;
+    let mut probes = 0;
+    let mut requests = 0;
+    let began = Instant::now();
+    while began.elapsed() < UNDER_FLOOD {
+        let (code, took, text) = timed_probe(&probe, target);
+        probes += 1;
+        times.push(took);
+        if code != Some(0) || took >= DEADLINE {
+            slow.push(format!("probe: exit {code:?} after {took:?}: {text}"));
+        }
+        let mut callers = vec![target];
+        if let Some(ip) = remote {
+            // As a kubelet calls: from outside loopback, a fresh connection per probe.
+            callers.push((ip, port).into());
+        }
+        for addr in callers {
+            for path in ["/livez", "/readyz"] {
+                let (status, took) = timed_get(addr, path);
+                requests += 1;
+                times.push(took);
+                if status != Some(200) || took >= DEADLINE {
+                    slow.push(format!("GET {path} via {addr}: {status:?} after {took:?}"));
+                }
+            }
+        }
+        most_fds = most_fds.max(fd_count(pid));
+    }
+
+    let answers = flood.answers() - answers_before;
+    let connects = flood.connects();
+    drop(flood);
+    assert!(
+        slow.is_empty(),
+        "{} of {probes} probes and {requests} requests missed {DEADLINE:?} ({connects} connections made):\n{}",
+        slow.len(),
+        slow.join("\n")
+    );
+    // The flood was real: keep-alive clients kept being served and far more connections were made than kept.
+    assert!(answers > 0, "the keep-alive clients got no answers");
+    assert!(connects > 3 * SLOTS, "only {connects} connections made");
+    // Bounded: the slots, plus at most a few connections being closed at any moment.
+    assert!(
+        most_fds <= idle_fds + SLOTS + 8,
+        "the supervisor held {most_fds} file descriptors (idle {idle_fds}, {SLOTS} slots)"
+    );
+    times.sort();
+    eprintln!(
+        "{probes} probes and {requests} requests under a flood of {} clients ({connects} connections, \
+         {answers} keep-alive answers): median {:?}, slowest {:?}; at most {most_fds} fds (idle {idle_fds})",
+        3 * per_crowd,
+        times[times.len() / 2],
+        times[times.len() - 1],
+    );
+    supervisor.signal(nix::sys::signal::Signal::SIGTERM);
+    supervisor.wait_exit(Duration::from_secs(15));
+}
