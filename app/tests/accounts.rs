@@ -1,10 +1,14 @@
 //! Accounts against a real PostgreSQL and the real app binary: registration, login, sessions,
 //! logout, password change, throttling across two processes, and what never leaks.
 
+mod pg_control;
 mod support;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use pg_control::Sql;
 use support::{login, register, App, Db};
 
 const PASSWORD: &str = "correct horse battery";
@@ -401,4 +405,142 @@ fn secure_cookie_when_configured() {
     register(&app, "ada@example.com", PASSWORD).expect(201);
     let (_, set_cookie) = login(&app, "ada@example.com", PASSWORD);
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+}
+
+/// A login and a password change racing for one account, with the order made certain by a row
+/// lock the test holds on the user: both requests queue behind it, in the order the test lets
+/// them in, and run the moment it is released.
+struct PasswordRace {
+    db: Db,
+    app: App,
+    sql: Sql,
+    /// A session from before the change.
+    token: String,
+}
+
+const NEW_PASSWORD: &str = "a brand new password";
+/// Long enough that no statement of the test runs out of time while it waits behind the lock.
+const RACE_DB_TIMEOUT: &str = "60s";
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+impl PasswordRace {
+    fn start() -> PasswordRace {
+        let db = Db::start();
+        let app = App::start(&db.url(), &[("DB_TIMEOUT", RACE_DB_TIMEOUT)]);
+        register(&app, "ada@example.com", PASSWORD).expect(201);
+        let (token, _) = login(&app, "ada@example.com", PASSWORD);
+        let sql = Sql::connect(&db.url());
+        sql.batch("BEGIN");
+        let locked = sql.execute(
+            "SELECT 1 FROM users WHERE email = 'ada@example.com' FOR UPDATE",
+            &[],
+        );
+        assert_eq!(locked, 1);
+        PasswordRace {
+            db,
+            app,
+            sql,
+            token,
+        }
+    }
+
+    fn login_with_old_password(&self) -> support::Response {
+        self.app.post_json(
+            "/api/auth/login",
+            &[],
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+    }
+
+    fn change_password(&self) -> support::Response {
+        self.app.post_json(
+            "/api/auth/password",
+            &[("Authorization", &bearer(&self.token))],
+            &json!({"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}),
+        )
+    }
+
+    fn wait_until_the_change_waits(&self) {
+        self.sql
+            .wait_for_lock_waiters("UPDATE users SET password_hash", 1, LOCK_WAIT);
+    }
+
+    fn wait_until_the_login_waits(&self) {
+        self.sql
+            .wait_for_lock_waiters("INSERT INTO sessions", 1, LOCK_WAIT);
+    }
+
+    fn release(&self) {
+        self.sql.batch("ROLLBACK");
+    }
+
+    /// Afterwards only the new password works, and no session from before the change is left.
+    fn assert_only_the_new_password_works(&self) {
+        self.app
+            .get("/api/auth/me", &[("Authorization", &bearer(&self.token))])
+            .expect(401);
+        assert_eq!(self.db.psql("SELECT count(*) FROM sessions"), "0");
+        self.login_with_old_password().expect(401);
+        login(&self.app, "ada@example.com", NEW_PASSWORD);
+    }
+}
+
+impl Drop for PasswordRace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("app log:\n{}", self.app.log());
+        }
+    }
+}
+
+#[test]
+fn a_login_that_checked_the_old_password_gets_no_session_once_the_change_committed() {
+    let race = PasswordRace::start();
+    let wrong_password = race.app.post_json(
+        "/api/auth/login",
+        &[],
+        &json!({"email": "ada@example.com", "password": "not the password"}),
+    );
+    wrong_password.expect(401);
+    std::thread::scope(|scope| {
+        let change = scope.spawn(|| race.change_password());
+        race.wait_until_the_change_waits();
+        // The login reads the old hash and verifies the old password while the change has not
+        // committed yet; it then waits to create its session, behind the change.
+        let login = scope.spawn(|| race.login_with_old_password());
+        race.wait_until_the_login_waits();
+        race.release();
+
+        change.join().unwrap().expect(204);
+        let login = login.join().unwrap();
+        login.expect(401);
+        // The same answer as any wrong password.
+        assert_eq!(login.json(), wrong_password.json());
+        assert!(login.header("set-cookie").is_none());
+    });
+    race.assert_only_the_new_password_works();
+    race.app
+        .wait_for_log("login lost the race with a password change", LOCK_WAIT);
+}
+
+#[test]
+fn a_session_created_before_the_change_commits_is_ended_by_it() {
+    let race = PasswordRace::start();
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| race.login_with_old_password());
+        race.wait_until_the_login_waits();
+        // The change starts while the login is creating its session and waits behind it.
+        let change = scope.spawn(|| race.change_password());
+        race.wait_until_the_change_waits();
+        race.release();
+
+        let login = login.join().unwrap();
+        login.expect(200);
+        change.join().unwrap().expect(204);
+        let raced = login.json()["token"].as_str().unwrap().to_string();
+        race.app
+            .get("/api/auth/me", &[("Authorization", &bearer(&raced))])
+            .expect(401);
+    });
+    race.assert_only_the_new_password_works();
 }
