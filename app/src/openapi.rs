@@ -5,7 +5,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiResult;
+use crate::error::{ApiResult, MAX_LISTED_PROBLEMS};
 use crate::http::{ok_json, Body};
 use crate::router::{Ctx, Router};
 
@@ -34,7 +34,7 @@ pub fn document(router: &Router) -> Value {
     {
         base.extend(registered);
     }
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "time-tracker",
@@ -50,7 +50,45 @@ pub fn document(router: &Router) -> Value {
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"}
             }
         }
-    })
+    });
+    forbid_nul(&mut document["paths"]);
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        for (name, schema) in schemas.iter_mut() {
+            // Error bodies may quote what a client sent.
+            if !matches!(name.as_str(), "Error" | "Problem") {
+                forbid_nul(schema);
+            }
+        }
+    }
+    document
+}
+
+/// The pattern of any text the API takes: no NUL character (PostgreSQL text cannot hold
+/// one; the server answers 400 naming the field).
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// Gives every string schema under `value` without a pattern, format or enum of its own
+/// [`NO_NUL_PATTERN`], so that the document states the one rule the server applies to all
+/// text.
+fn forbid_nul(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            let constrained = ["pattern", "format", "enum", "const"]
+                .iter()
+                .any(|key| map.contains_key(*key));
+            if is_string && !constrained {
+                map.insert("pattern".to_owned(), json!(NO_NUL_PATTERN));
+            }
+            map.values_mut().for_each(forbid_nul);
+        }
+        Value::Array(items) => items.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
 }
 
 /// A required JSON request body of the schema `name` (in `components.schemas`).
@@ -103,7 +141,10 @@ const ERROR_RESPONSES: &[(&str, (u16, &str))] = &[
     ("UnsupportedMediaType", (415, "Wrong Content-Type")),
     (
         "ValidationFailed",
-        (422, "Invalid values; `details` lists each problem"),
+        (
+            422,
+            "Invalid values; `details` lists the first 100 problems in input order and `total` counts them all",
+        ),
     ),
     ("TooManyRequests", (429, "Rate limited; see Retry-After")),
     (
@@ -141,7 +182,8 @@ fn base_schemas() -> Value {
                         "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
                         "message": {"type": "string"},
                         "field": {"type": "string", "description": "The body field or query parameter at fault (400)"},
-                        "details": {"type": "array", "items": {"$ref": "#/components/schemas/Problem"}}
+                        "details": {"type": "array", "maxItems": MAX_LISTED_PROBLEMS, "items": {"$ref": "#/components/schemas/Problem"}},
+                        "total": {"type": "integer", "minimum": 1, "description": "With `details` (422): how many problems there are in all"}
                     }
                 }
             }
@@ -157,4 +199,30 @@ fn base_schemas() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_schemas_refuse_nul_unless_otherwise_constrained() {
+        let mut schema = json!({"type": "object", "properties": {
+            "name": {"type": "string"},
+            "id": {"type": ["integer", "string"]},
+            "when": {"type": "string", "format": "date-time"},
+            "code": {"type": "string", "pattern": "^[a-z]+$"},
+            "n": {"type": "integer"},
+            "list": {"type": "array", "items": {"type": ["string", "null"]}}
+        }});
+        forbid_nul(&mut schema);
+        let properties = &schema["properties"];
+        assert_eq!(properties["name"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(properties["id"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(properties["list"]["items"]["pattern"], NO_NUL_PATTERN);
+        assert!(properties["when"].get("pattern").is_none());
+        assert_eq!(properties["code"]["pattern"], "^[a-z]+$");
+        assert!(properties["n"].get("pattern").is_none());
+        assert_eq!(NO_NUL_PATTERN, r"^[^\u0000]*$");
+    }
 }

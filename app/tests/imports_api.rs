@@ -194,21 +194,24 @@ fn invalid_files_are_refused_whole_with_every_problem() {
     let toggl = json!([
         {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": 60},
         {"id": 2, "start": "10.03.2024 09:00", "duration": "60"},
-        {"id": 3, "start": "2024-03-10T09:00:00Z", "duration": 60, "description": "nul \u{0} byte"},
+        {"id": 3, "start": "2024-03-10T09:00:00Z", "duration": 60, "description": "x".repeat(10_001)},
         {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": 120},
         42
     ]);
-    let listed = problems(&env.post_json("/api/import/toggl", &toggl));
+    // In file order, the repeated id included (it is found last).
+    let response = env.post_json("/api/import/toggl", &toggl);
+    let listed = problems(&response);
     assert_eq!(
         listed,
         [
             (Some(1), None, Some("duration".into())),
             (Some(1), None, Some("start".into())),
             (Some(2), None, Some("description".into())),
-            (Some(4), None, None),
             (Some(3), None, Some("id".into())),
+            (Some(4), None, None),
         ]
     );
+    assert_eq!(response.json()["error"]["total"], 5);
 
     let tempo = json!({"results": [
         {"tempoWorklogId": 1, "timeSpentSeconds": 60, "startDate": "2024-03-10"},

@@ -5,58 +5,63 @@ use serde_json::Value;
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime, Time};
 
-use super::{check_common, dedupe, problem, ImportRecord, Location, Parsed, Problem, StartTime};
+use super::{
+    check_common, hours, problem, read_items, unreadable, whole_number, Document, ImportRecord,
+    Location, Parsed, Problems, Records, Shape, StartTime, SCALAR,
+};
 use crate::entries::model::check_external_id;
 
 pub const SOURCE: &str = "tempo";
+
+/// The members of a worklog the parser reads.
+static ITEM: Shape = Shape(&[
+    ("tempoWorklogId", SCALAR),
+    ("timeSpentSeconds", SCALAR),
+    ("startDate", SCALAR),
+    ("startTime", SCALAR),
+    ("description", SCALAR),
+    ("issue", Shape(&[("key", SCALAR), ("id", SCALAR)])),
+]);
+
+const ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string";
 
 /// Parses Tempo v4 worklogs.
 ///
 /// `startDate` + `startTime` are the worker's wall-clock time (placed on the
 /// time line by the import's `tz`); the project is the Jira issue's key, else
 /// its numeric id.
-pub fn parse(document: &Value) -> Result<Parsed, Vec<Problem>> {
-    let items = match document {
-        Value::Array(items) => items,
-        Value::Object(page) => match page.get("results") {
-            Some(Value::Array(items)) => items,
-            _ => {
-                return Err(vec![problem(
-                    Location::Document,
-                    Some("results"),
-                    "expected an array of Tempo worklogs",
-                )])
-            }
-        },
-        _ => {
-            return Err(vec![problem(
-                Location::Document,
-                None,
-                "expected {\"results\": [...]} or an array of Tempo worklogs",
-            )])
+pub fn parse(bytes: &[u8]) -> Result<Parsed, Problems> {
+    let mut problems = Problems::new();
+    let mut records = Records::new();
+    let document = read_items(bytes, Some("results"), &ITEM, &mut |index, item| {
+        if let Some(record) = parse_item(index, &item, &mut problems) {
+            records.push(Location::Index(index), record, &mut problems);
         }
-    };
-    let mut problems = Vec::new();
-    let mut records = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        if let Some(record) = parse_item(index, item, &mut problems) {
-            records.push((Location::Index(index), record));
-        }
+    });
+    match document {
+        Ok(Document::Items) => {}
+        Ok(Document::NoItems) => problems.push(problem(
+            Location::Document,
+            Some("results"),
+            "expected an array of Tempo worklogs",
+        )),
+        Ok(Document::Other) => problems.push(problem(
+            Location::Document,
+            None,
+            "expected {\"results\": [...]} or an array of Tempo worklogs",
+        )),
+        Err(err) => problems.push(unreadable(err)),
     }
-    let records = dedupe(records, "tempoWorklogId", &mut problems);
-    if problems.is_empty() {
-        Ok(Parsed {
-            records,
-            skipped: 0,
-        })
-    } else {
-        Err(problems)
-    }
+    let records = records.dedupe("tempoWorklogId", &mut problems);
+    problems.or_ok(Parsed {
+        records,
+        skipped: 0,
+    })
 }
 
-fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option<ImportRecord> {
+fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Option<ImportRecord> {
     let at = Location::Index(index);
-    let before = problems.len();
+    let before = problems.total();
     let Some(object) = item.as_object() else {
         problems.push(problem(at, None, "expected a JSON object"));
         return None;
@@ -66,7 +71,13 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
     };
 
     let external_id = match object.get("tempoWorklogId") {
-        Some(Value::Number(n)) if n.as_u64().is_some() => n.to_string(),
+        Some(Value::Number(n)) => match whole_number(n) {
+            Some(id) => id.to_string(),
+            None => {
+                report("tempoWorklogId", ID_RULE);
+                String::new()
+            }
+        },
         Some(Value::String(s)) => match check_external_id(s) {
             Ok(()) => s.clone(),
             Err(m) => {
@@ -79,7 +90,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
             String::new()
         }
         Some(_) => {
-            report("tempoWorklogId", "must be a non-negative integer");
+            report("tempoWorklogId", ID_RULE);
             String::new()
         }
     };
@@ -152,13 +163,17 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
     let project = match object.get("issue") {
         None | Some(Value::Null) => String::new(),
         Some(Value::Object(issue)) if !is_issue_id(issue.get("id")) => {
-            report("issue", "id must be a non-negative integer or a string");
+            report(
+                "issue",
+                "id must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string",
+            );
             String::new()
         }
         Some(Value::Object(issue)) => match (issue.get("key"), issue.get("id")) {
             (Some(Value::String(key)), _) => key.clone(),
-            (None | Some(Value::Null), Some(Value::Number(id))) if id.as_u64().is_some() => {
-                id.to_string()
+            // `is_issue_id` has checked the number.
+            (None | Some(Value::Null), Some(Value::Number(id))) => {
+                whole_number(id).unwrap_or_default().to_string()
             }
             (None | Some(Value::Null), Some(Value::String(id))) => id.clone(),
             _ => {
@@ -172,7 +187,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
         }
     };
 
-    let duration = seconds / 3600.0;
+    let duration = hours(seconds);
     check_common(
         at,
         "timeSpentSeconds",
@@ -181,7 +196,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
         &description,
         problems,
     );
-    match (date, start_time, problems.len() == before) {
+    match (date, start_time, problems.total() == before) {
         (Some(date), Some(time), true) => Some(ImportRecord {
             external_id,
             start: StartTime::Local(PrimitiveDateTime::new(date, time)),
@@ -197,7 +212,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Option
 fn is_issue_id(id: Option<&Value>) -> bool {
     match id {
         None | Some(Value::Null | Value::String(_)) => true,
-        Some(Value::Number(n)) => n.as_u64().is_some(),
+        Some(Value::Number(n)) => whole_number(n).is_some(),
         Some(_) => false,
     }
 }
@@ -214,6 +229,10 @@ mod tests {
     use super::*;
     use serde_json::json;
     use time::macros::datetime;
+
+    fn parse(document: &Value) -> Result<Parsed, Problems> {
+        super::parse(document.to_string().as_bytes())
+    }
 
     #[test]
     fn reads_a_results_page_and_a_bare_array_alike() {
@@ -247,6 +266,7 @@ mod tests {
         ]}))
         .unwrap_err();
         let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .listed()
             .iter()
             .map(|p| (p.index, p.field.as_deref()))
             .collect();
@@ -265,7 +285,7 @@ mod tests {
         let problems = parse(&json!([{"tempoWorklogId": 1, "timeSpentSeconds": 60,
             "startDate": "2024-03-10", "issue": {"key": "A-1", "id": {}}}]))
         .unwrap_err();
-        assert_eq!(problems[0].field.as_deref(), Some("issue"));
+        assert_eq!(problems.listed()[0].field.as_deref(), Some("issue"));
         assert!(parse(&json!("worklogs")).is_err());
     }
 }

@@ -4,41 +4,59 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{check_common, dedupe, problem, ImportRecord, Location, Parsed, Problem, StartTime};
+use super::{
+    check_common, hours, problem, read_items, unreadable, whole_number, Document, ImportRecord,
+    Location, Parsed, Problems, Records, Shape, StartTime, SCALAR,
+};
 use crate::entries::model::{check_date, check_external_id};
 
 pub const SOURCE: &str = "toggl";
 
-/// Parses a Toggl v9 time-entry array.
+/// The members of a time entry the parser reads.
+static ITEM: Shape = Shape(&[
+    ("id", SCALAR),
+    ("duration", SCALAR),
+    ("start", SCALAR),
+    ("description", SCALAR),
+    ("project_id", SCALAR),
+    ("project_name", SCALAR),
+    ("server_deleted_at", SCALAR),
+]);
+
+/// Parses a Toggl v9 time-entry array (a document that passed
+/// [`crate::http::check_json`]).
 ///
 /// Running entries (negative `duration`) and entries Toggl marks deleted
 /// (`server_deleted_at`) are skipped. `project_name` (present with `meta=true`)
 /// names the project, else the numeric `project_id`, else none.
-pub fn parse(document: &Value) -> Result<Parsed, Vec<Problem>> {
-    let Some(items) = document.as_array() else {
-        return Err(vec![problem(
+pub fn parse(bytes: &[u8]) -> Result<Parsed, Problems> {
+    let mut problems = Problems::new();
+    let mut records = Records::new();
+    let mut skipped = 0;
+    let document = read_items(bytes, None, &ITEM, &mut |index, item| match parse_item(
+        index,
+        &item,
+        &mut problems,
+    ) {
+        Item::Record(record) => records.push(Location::Index(index), record, &mut problems),
+        Item::Skipped => skipped += 1,
+        Item::Invalid => {}
+    });
+    match document {
+        Ok(Document::Items) => {}
+        Ok(Document::NoItems | Document::Other) => problems.push(problem(
             Location::Document,
             None,
             "expected a JSON array of Toggl time entries",
-        )]);
-    };
-    let mut problems = Vec::new();
-    let mut records = Vec::with_capacity(items.len());
-    let mut skipped = 0;
-    for (index, item) in items.iter().enumerate() {
-        match parse_item(index, item, &mut problems) {
-            Item::Record(record) => records.push((Location::Index(index), record)),
-            Item::Skipped => skipped += 1,
-            Item::Invalid => {}
-        }
+        )),
+        Err(err) => problems.push(unreadable(err)),
     }
-    let records = dedupe(records, "id", &mut problems);
-    if problems.is_empty() {
-        Ok(Parsed { records, skipped })
-    } else {
-        Err(problems)
-    }
+    let records = records.dedupe("id", &mut problems);
+    problems.or_ok(Parsed { records, skipped })
 }
+
+const ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string";
+const PROJECT_ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or null";
 
 enum Item {
     Record(ImportRecord),
@@ -46,9 +64,9 @@ enum Item {
     Invalid,
 }
 
-fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
+fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
     let at = Location::Index(index);
-    let before = problems.len();
+    let before = problems.total();
     let Some(object) = item.as_object() else {
         problems.push(problem(at, None, "expected a JSON object"));
         return Item::Invalid;
@@ -58,7 +76,13 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
     };
 
     let external_id = match object.get("id") {
-        Some(Value::Number(n)) if n.as_u64().is_some() => n.to_string(),
+        Some(Value::Number(n)) => match whole_number(n) {
+            Some(id) => id.to_string(),
+            None => {
+                report("id", ID_RULE);
+                String::new()
+            }
+        },
         Some(Value::String(s)) => match check_external_id(s) {
             Ok(()) => s.clone(),
             Err(m) => {
@@ -71,7 +95,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
             String::new()
         }
         Some(_) => {
-            report("id", "must be a non-negative integer or a string");
+            report("id", ID_RULE);
             String::new()
         }
     };
@@ -123,9 +147,15 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
 
     let project_id = match object.get("project_id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(id)) if id.as_u64().is_some() => Some(id.to_string()),
+        Some(Value::Number(id)) => match whole_number(id) {
+            Some(id) => Some(id.to_string()),
+            None => {
+                report("project_id", PROJECT_ID_RULE);
+                None
+            }
+        },
         Some(_) => {
-            report("project_id", "must be a non-negative integer or null");
+            report("project_id", PROJECT_ID_RULE);
             None
         }
     };
@@ -149,20 +179,20 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
     // Toggl marks a running entry with a negative duration (-start epoch).
     let skip = deleted || duration_seconds.is_some_and(|s| s < 0.0);
     let duration = match duration_seconds {
-        Some(seconds) if seconds >= 0.0 => seconds / 3600.0,
+        Some(seconds) if seconds >= 0.0 => hours(seconds),
         _ => 0.0,
     };
     // Skipped items are checked all the same: a file is valid or not as a whole.
     check_common(at, "duration", duration, &project, &description, problems);
     if skip {
-        return if problems.len() == before && start.is_some() {
+        return if problems.total() == before && start.is_some() {
             Item::Skipped
         } else {
             Item::Invalid
         };
     }
 
-    match (start, problems.len() == before) {
+    match (start, problems.total() == before) {
         (Some(start), true) => Item::Record(ImportRecord {
             external_id,
             start: StartTime::Utc(start),
@@ -177,7 +207,12 @@ fn parse_item(index: usize, item: &Value, problems: &mut Vec<Problem>) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imports::MAX_JSON_INTEGER;
     use serde_json::json;
+
+    fn parse(document: &Value) -> Result<Parsed, Problems> {
+        super::parse(document.to_string().as_bytes())
+    }
 
     #[test]
     fn reads_entries_and_skips_running_and_deleted_ones() {
@@ -218,6 +253,7 @@ mod tests {
         ]))
         .unwrap_err();
         let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .listed()
             .iter()
             .map(|p| (p.index, p.field.as_deref()))
             .collect();
@@ -244,6 +280,7 @@ mod tests {
         ]))
         .unwrap_err();
         let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .listed()
             .iter()
             .map(|p| (p.index, p.field.as_deref()))
             .collect();
@@ -258,8 +295,40 @@ mod tests {
 
     #[test]
     fn rejects_a_non_array_document() {
-        let problems = parse(&json!({"data": []})).unwrap_err();
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].index.is_none());
+        for document in [json!({"data": []}), json!("entries")] {
+            let problems = parse(&document).unwrap_err();
+            assert_eq!(problems.total(), 1);
+            assert!(problems.listed()[0].index.is_none());
+        }
+    }
+
+    #[test]
+    fn whole_number_ids_in_any_notation_and_negative_zero() {
+        let parsed = parse(&json!([
+            {"id": 45409.0, "start": "2024-03-10T09:00:00Z", "duration": -0.0, "project_id": 7.0}
+        ]))
+        .unwrap();
+        let record = &parsed.records[0];
+        assert_eq!(record.external_id, "45409");
+        assert_eq!(record.project, "7");
+        assert!(record.duration == 0.0 && record.duration.is_sign_positive());
+        assert_eq!(parsed.skipped, 0);
+        let problems = parse(&json!([
+            {"id": 45409.5, "start": "2024-03-10T09:00:00Z", "duration": 1},
+            {"id": 9_007_199_254_740_992_u64, "start": "2024-03-10T09:00:00Z", "duration": 1}
+        ]))
+        .unwrap_err();
+        assert_eq!(problems.total(), 2);
+        assert!(ID_RULE.contains(&MAX_JSON_INTEGER.to_string()));
+    }
+
+    #[test]
+    fn a_file_of_empty_objects_lists_the_first_problems_and_counts_all() {
+        let body = format!("[{}{{}}]", "{},".repeat(9_999));
+        let problems = super::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(problems.total(), 30_000);
+        assert_eq!(problems.listed().len(), crate::error::MAX_LISTED_PROBLEMS);
+        assert_eq!(problems.listed()[0].index, Some(0));
+        assert_eq!(problems.listed()[99].index, Some(33));
     }
 }

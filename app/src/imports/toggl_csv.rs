@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime, Time};
 
-use super::{check_common, problem, ImportRecord, Location, Parsed, Problem, StartTime};
+use super::{
+    check_common, hours, problem, ImportRecord, Location, Parsed, Problem, Problems, Records,
+    StartTime,
+};
 
 pub const SOURCE: &str = "toggl-csv";
 
@@ -86,7 +89,7 @@ impl Columns {
 /// row's occurrence among rows with that identity: re-importing the same file
 /// yields the same ids, an edited description or project updates the entry,
 /// and two identical rows (two entries Toggl listed alike) stay two entries.
-pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed, Problems> {
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -95,18 +98,18 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
     let header = match reader.headers() {
         Ok(header) if header.iter().any(|h| !h.trim().is_empty()) => header.clone(),
         Ok(_) => {
-            return Err(vec![problem(
+            return Err(Problems::from_iter([problem(
                 Location::Line(1),
                 None,
                 "the file is empty; expected a header row",
-            )])
+            )]))
         }
-        Err(e) => return Err(vec![csv_problem(&e, 1)]),
+        Err(e) => return Err(Problems::from_iter([csv_problem(&e, 1)])),
     };
-    let columns = Columns::find(&header).map_err(|p| vec![p])?;
+    let columns = Columns::find(&header).map_err(|p| Problems::from_iter([p]))?;
 
-    let mut problems = Vec::new();
-    let mut records = Vec::new();
+    let mut problems = Problems::new();
+    let mut records = Records::new();
     let mut occurrences: HashMap<[u8; 32], u32> = HashMap::new();
     let mut lines = LineCounter::new(bytes);
     let mut record = csv::StringRecord::new();
@@ -131,10 +134,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
                 if let Some((identity, mut parsed)) =
                     parse_row(line, &record, &columns, &mut problems)
                 {
-                    let n = occurrences.entry(identity).or_insert(0);
-                    *n += 1;
-                    parsed.external_id = format!("{}-{n}", hex(&identity));
-                    records.push(parsed);
+                    // Past the limit nothing more is kept (push only reports it).
+                    if !records.is_full() {
+                        let n = occurrences.entry(identity).or_insert(0);
+                        *n += 1;
+                        parsed.external_id = format!("{}-{n}", hex(&identity));
+                    }
+                    records.push(Location::Line(line), parsed, &mut problems);
                 }
             }
             Err(e) => {
@@ -147,14 +153,56 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(Parsed {
-            records,
-            skipped: 0,
-        })
-    } else {
-        Err(problems)
+    problems.or_ok(Parsed {
+        records: records.into_records(),
+        skipped: 0,
+    })
+}
+
+/// Where a NUL character is in an uploaded file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NulCell {
+    pub line: u64,
+    /// The column's name in the header row (`header row` for the header itself).
+    pub column: String,
+}
+
+/// The first cell holding a NUL character, if any. Such a file is refused as a bad request
+/// naming the column, as a NUL in a JSON import is: PostgreSQL text cannot hold one.
+pub fn find_nul(bytes: &[u8]) -> Option<NulCell> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let first = bytes.iter().position(|&b| b == 0)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut lines = LineCounter::new(bytes);
+    let mut header: Option<csv::ByteRecord> = None;
+    let mut record = csv::ByteRecord::new();
+    while let Ok(true) = reader.read_byte_record(&mut record) {
+        let start = record.position().map_or(0, |p| p.byte());
+        if let Some(i) = record.iter().position(|field| field.contains(&0)) {
+            let column = match &header {
+                None => "header row".to_owned(),
+                Some(names) => names.get(i).map_or_else(
+                    || format!("column {}", i + 1),
+                    |name| String::from_utf8_lossy(name).trim().to_owned(),
+                ),
+            };
+            return Some(NulCell {
+                line: lines.line_at(start),
+                column,
+            });
+        }
+        if header.is_none() {
+            header = Some(record.clone());
+        }
     }
+    // Not inside any field the reader returned (it stopped early): name the file.
+    Some(NulCell {
+        line: lines.line_at(first as u64),
+        column: "file".to_owned(),
+    })
 }
 
 fn csv_problem(e: &csv::Error, line: u64) -> Problem {
@@ -206,10 +254,10 @@ fn parse_row(
     line: u64,
     row: &csv::StringRecord,
     columns: &Columns,
-    problems: &mut Vec<Problem>,
+    problems: &mut Problems,
 ) -> Option<([u8; 32], ImportRecord)> {
     let at = Location::Line(line);
-    let before = problems.len();
+    let before = problems.total();
     let field = |i: Option<usize>| i.and_then(|i| row.get(i)).unwrap_or("").trim();
 
     let mut report = |name: &str, message: &str| {
@@ -268,9 +316,9 @@ fn parse_row(
 
     let project = field(columns.project).to_owned();
     let description = field(columns.description).to_owned();
-    let duration = seconds.unwrap_or(0.0) / 3600.0;
+    let duration = hours(seconds.unwrap_or(0.0));
     check_common(at, "Duration", duration, &project, &description, problems);
-    if problems.len() != before {
+    if problems.total() != before {
         return None;
     }
     let start = start?;
@@ -406,6 +454,7 @@ mod tests {
         );
         let problems = parse(csv.as_bytes()).unwrap_err();
         let listed: Vec<(Option<usize>, Option<&str>)> = problems
+            .listed()
             .iter()
             .map(|p| (p.line, p.field.as_deref()))
             .collect();
@@ -424,13 +473,14 @@ mod tests {
     #[test]
     fn refuses_files_that_are_not_a_detailed_report() {
         let problems = parse(b"").unwrap_err();
-        assert_eq!(problems[0].line, Some(1));
+        assert_eq!(problems.listed()[0].line, Some(1));
         let problems = parse(b"name,hours\nx,1\n").unwrap_err();
+        let problems = problems.listed();
         assert!(problems[0].message.contains("Start date"), "{problems:?}");
         let problems =
             parse(b"Start date,Start time,Duration\n2024-03-10,09:00:00,01:00:00\n\xff\xfe,x,y\n")
                 .unwrap_err();
-        assert_eq!(problems[0].line, Some(3));
+        assert_eq!(problems.listed()[0].line, Some(3));
     }
 
     #[test]
@@ -445,6 +495,7 @@ mod tests {
             .join(end);
             let lines: Vec<Option<usize>> = parse(csv.as_bytes())
                 .unwrap_err()
+                .listed()
                 .iter()
                 .map(|p| p.line)
                 .collect();
@@ -463,7 +514,28 @@ mod tests {
             b"Start date,Start time,End date,End time\n2024-03-10,23:00:00,2024-03-10,01:30:00\n",
         )
         .unwrap_err();
-        assert_eq!(problems[0].field.as_deref(), Some("End time"));
+        assert_eq!(problems.listed()[0].field.as_deref(), Some("End time"));
+    }
+
+    #[test]
+    fn finds_the_cell_with_a_nul_character() {
+        assert_eq!(find_nul(HEADER.as_bytes()), None);
+        let csv = format!(
+            "{HEADER}Ann,ann@example.com,,P,,ok,No,2024-03-10,09:00:00,2024-03-10,09:15:00,00:15:00,,\r\n\
+             Ann,ann@example.com,,P,,\"two\r\nlines\",No,2024-03-10,09:00:00,2024-03-10,09:15:00,00:15:00,,\r\n\
+             Ann,ann@example.com,,P,,x\0y,No,2024-03-10,09:00:00,2024-03-10,09:15:00,00:15:00,,\r\n"
+        );
+        assert_eq!(
+            find_nul(csv.as_bytes()),
+            Some(NulCell {
+                line: 5,
+                column: "Description".to_owned()
+            })
+        );
+        assert_eq!(
+            find_nul(b"Start date,Start\0time\n").map(|cell| cell.column),
+            Some("header row".to_owned())
+        );
     }
 
     #[test]

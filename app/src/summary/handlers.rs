@@ -36,7 +36,7 @@ pub fn register_routes(router: &mut Router) {
             "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC"}, "description": "IANA time zone, e.g. Europe/Berlin"},
+                {"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC", "minLength": 1, "maxLength": 64}, "description": "IANA time zone, e.g. Europe/Berlin"},
                 {"name": "group_by", "in": "query", "schema": {"type": "string", "enum": ["day", "project", "source"], "default": "day"}}
             ],
             "responses": responses(
