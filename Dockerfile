@@ -69,20 +69,35 @@ RUN apt-get update \
 COPY --from=builder /out/ /usr/local/bin/
 
 USER 10001:10001
+# The lame-duck drain on docker stop (SIGTERM), timed for a balancer that checks /readyz every 1-2 s with fall 2:
+#   0 s     /readyz fails at once and every API response carries Connection: close (keep-alive clients leave)
+#   <=4 s   such a balancer has marked the replica down (two failed checks at most 2 s apart), 1 s before...
+#   5 s     ...DRAIN_DELAY ends: the app stops accepting and finishes what is in flight within SHUTDOWN_TIMEOUT 3 s,
+#           and STOP_GRACE 4 s (> 3 s) bounds that before SIGKILL of a stuck app
+#   <=9 s   DRAIN_DELAY + STOP_GRACE = 9 s, inside docker stop's default 10 s: the supervisor exits 0 on its own.
+# A request still running 3 s after the listener closed is cut off (imports may take longer: stop with -t 40 and a
+# larger SHUTDOWN_TIMEOUT/STOP_GRACE when one must finish). Kubernetes needs longer (see deploy/kubernetes).
 ENV PORT=3000 \
-    HEALTH_ADDR=0.0.0.0:8081
+    HEALTH_ADDR=0.0.0.0:8081 \
+    DRAIN_DELAY=5s \
+    STOP_GRACE=4s \
+    SHUTDOWN_TIMEOUT=3s
 EXPOSE 3000 8081
 
-# docker stop sends SIGTERM; the supervisor drains, forwards it and kills stragglers after STOP_GRACE (8 s), inside
-# docker's default 10 s.
 STOPSIGNAL SIGTERM
 
-# probe asks the supervisor's /health on loopback (app alive, PostgreSQL answering) with its own 2 s deadline.
-# interval 5s: a new container reports healthy (and compose's service_healthy releases dependants) within ~5 s of
-#   being ready; probe starts in milliseconds, so the cost is negligible.
+# probe asks the supervisor's /readyz on loopback, leaving PostgreSQL out of the verdict, with its own 2 s deadline.
+# - Not plain --ready (or the default /health): those follow the database, so a database outage would mark every
+#   container unhealthy at once although none of them can be helped by a restart; the database has its own
+#   health check, and balancers read /readyz themselves.
+# - Not --live: /livez passes while the supervisor is still waiting for the database or migrating, so the
+#   container would report healthy (and compose's service_healthy release dependants) before it can serve.
+#   /readyz?exclude=postgres still fails while starting and while draining, and when the app is dead or hung.
+# interval 5s: a new container reports healthy within ~5 s of being ready; probe starts in milliseconds.
 # timeout 3s: above probe's 2 s deadline, so it only catches a probe that could not even start.
 # start-period 60s: matches DB_WAIT's default; failures while PostgreSQL is still coming up do not count.
 # retries 3: ~15 s of consecutive failures before "unhealthy", so one slow answer does not flap the state.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 CMD ["/usr/local/bin/probe"]
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/probe", "--ready", "--exclude", "postgres"]
 
 ENTRYPOINT ["/usr/local/bin/supervisor"]
