@@ -278,7 +278,6 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
     let user = User::from_row(&row);
 
     let client = state.db().await?;
-    attempt.succeeded(&client).await?;
     client
         .execute(
             "DELETE FROM sessions WHERE user_id = $1
@@ -288,10 +287,13 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
         .await?;
     let created = auth::create_session(&client, &state.config, user.id, &verified_hash).await?;
     let Some((token, expires_at)) = created else {
-        // The password changed while this one was being checked: it is wrong now.
+        // The password changed while this one was being checked: it is wrong now, and
+        // counts like any wrong password.
+        attempt.failed(&client).await?;
         tracing::info!(user_id = %user.id, "login lost the race with a password change");
         return Err(invalid_credentials());
     };
+    attempt.succeeded(&client).await?;
     tracing::info!(user_id = %user.id, "logged in");
 
     let expires_at = expires_at

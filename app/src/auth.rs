@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::AppConfig;
-use crate::db::Queries;
+use crate::db::{DbError, Queries};
 use crate::error::{ApiError, ApiResult};
 use crate::security;
 use crate::state::AppState;
@@ -175,6 +175,16 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.trim().trim_matches('"').to_string())
+}
+
+/// Deletes sessions past their idle or absolute expiry (run periodically).
+pub async fn prune_expired_sessions(client: &impl Queries) -> Result<u64, DbError> {
+    client
+        .execute(
+            "DELETE FROM sessions WHERE expires_at <= now() OR absolute_expires_at <= now()",
+            &[],
+        )
+        .await
 }
 
 /// Creates a session for `user_id` if its password hash is still `verified_hash`, the one the

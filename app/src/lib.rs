@@ -103,19 +103,15 @@ async fn maintenance(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Ok(client) = state.pool.get().await else {
+        // Under the same deadline as a request (DB_TIMEOUT), so a frozen database cannot
+        // hold a pooled connection here.
+        let Ok(client) = state.db().await else {
             continue;
         };
         if let Err(err) = throttle::prune(&client).await {
             tracing::warn!(error = %err, "pruning login failures failed");
         }
-        if let Err(err) = client
-            .execute(
-                "DELETE FROM sessions WHERE expires_at <= now() OR absolute_expires_at <= now()",
-                &[],
-            )
-            .await
-        {
+        if let Err(err) = auth::prune_expired_sessions(&client).await {
             tracing::warn!(error = %err, "pruning expired sessions failed");
         }
     }

@@ -102,7 +102,10 @@ impl Router {
         // Each request's database work draws on one budget (`DB_TIMEOUT`, see `crate::db`).
         let handler: Handler = Arc::new(move |req, ctx: Ctx| {
             let db_timeout = ctx.state.config.db_timeout;
-            Box::pin(crate::db::with_request_budget(db_timeout, handler(req, ctx)))
+            Box::pin(crate::db::with_request_budget(
+                db_timeout,
+                handler(req, ctx),
+            ))
         });
         let index = match self.matcher.at(path) {
             Ok(found) if self.routes[*found.value].path == path => *found.value,

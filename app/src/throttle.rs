@@ -12,9 +12,7 @@
 //! A refusal caused by recent failures says when the oldest of them leaves the window; one
 //! caused by attempts still in flight (several logins to one account at once) says 1 second.
 
-use tokio_postgres::Client;
-
-use crate::db::Queries;
+use crate::db::{DbError, Queries};
 use crate::error::{ApiError, ApiResult};
 
 /// Failures allowed in the window.
@@ -110,7 +108,7 @@ impl Attempt {
 }
 
 /// Removes failures older than the window (run periodically).
-pub async fn prune(client: &Client) -> Result<u64, tokio_postgres::Error> {
+pub async fn prune(client: &impl Queries) -> Result<u64, DbError> {
     client
         .execute(
             "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(secs => $1)",
