@@ -371,3 +371,79 @@ impl<'t> Queries for DbTransaction<'t> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn a_budget_bounds_the_sum_of_its_calls_not_each_call() {
+        let budget = Budget::new(3 * TICK);
+        let two_ticks = || tokio::time::sleep(2 * TICK);
+        assert!(budget.run(two_ticks()).await.is_some());
+        assert!(budget.remaining() <= TICK);
+        // The second call alone would fit in the budget; what is left does not.
+        assert!(budget.run(two_ticks()).await.is_none());
+        assert_eq!(budget.remaining(), Duration::ZERO);
+        // Spent: nothing more starts.
+        assert!(budget.run(async {}).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn one_request_shares_one_budget_and_other_work_is_not_drawn() {
+        let limit = 3 * TICK;
+        with_request_budget(limit, async {
+            let first = request_budget(limit);
+            first.run(tokio::time::sleep(TICK)).await;
+            let left = first.remaining();
+            assert!(left <= 2 * TICK);
+            // Time between database calls (e.g. hashing a password) costs nothing.
+            tokio::time::sleep(TICK).await;
+            let second = request_budget(limit);
+            assert_eq!(second.remaining(), left);
+        })
+        .await;
+        // Outside a request, each checkout has a budget of its own.
+        assert_eq!(request_budget(limit).remaining(), limit);
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_call_marks_the_connection_and_later_calls_fail_at_once() {
+        let budget = Budget::new(TICK);
+        let cut_off = AtomicBool::new(false);
+        let never = std::future::pending::<Result<(), tokio_postgres::Error>>();
+        assert!(matches!(
+            bounded(&budget, &cut_off, never).await,
+            Err(DbError::Deadline)
+        ));
+        assert!(cut_off.load(Ordering::Acquire));
+        // Even with time left (a new budget), the connection is not used again.
+        let fresh = Budget::new(10 * TICK);
+        let ok = async { Ok::<_, tokio_postgres::Error>(()) };
+        assert!(matches!(
+            bounded(&fresh, &cut_off, ok).await,
+            Err(DbError::Deadline)
+        ));
+        // A call that completes leaves the connection usable.
+        let usable = AtomicBool::new(false);
+        let ok = async { Ok::<_, tokio_postgres::Error>(7) };
+        assert_eq!(bounded(&fresh, &usable, ok).await.unwrap(), 7);
+        assert!(!usable.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_statement_timeout_is_added_after_the_urls_options() {
+        let mut config = tokio_postgres::Config::new();
+        add_statement_timeout(&mut config, Duration::from_millis(1500));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=1500"));
+        let mut config = tokio_postgres::Config::new();
+        config.options("-c search_path=app");
+        add_statement_timeout(&mut config, Duration::from_secs(2));
+        assert_eq!(
+            config.get_options(),
+            Some("-c search_path=app -c statement_timeout=2000")
+        );
+    }
+}

@@ -505,6 +505,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_missed_database_deadline_is_a_503_with_retry_after() {
+        let err = ApiError::from(crate::db::DbError::Deadline);
+        assert_eq!(
+            err.internal_cause(),
+            Some("database work did not finish within its deadline")
+        );
+        let (response, body) = body_of(err).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "database_unavailable");
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            DATABASE_RETRY_AFTER_SECS.to_string().as_str()
+        );
+    }
+
+    #[tokio::test]
     async fn validation_lists_every_problem() {
         let err = ApiError::validation(vec![
             Problem::field("email", "is required"),
