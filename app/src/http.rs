@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -166,21 +166,33 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    if let Some(length) = declared_length(headers)? {
-        if length > limit as u64 {
-            return Err(ApiError::payload_too_large(limit));
+    let declared = declared_length(headers)?;
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    // Frames are appended to one buffer as they arrive (sized by Content-Length when given),
+    // so that a large body is held once, not as its frames plus their concatenation.
+    let mut buffer = BytesMut::with_capacity(declared.map_or(0, |length| length as usize));
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    buffer.extend_from_slice(&data);
+                }
+            }
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            Err(err) => {
+                return Err(ApiError::bad_request(
+                    "body_read_failed",
+                    format!("The request body could not be read: {err}."),
+                ))
+            }
         }
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Err(err) => Err(ApiError::bad_request(
-            "body_read_failed",
-            format!("The request body could not be read: {err}."),
-        )),
-    }
+    Ok(buffer.freeze())
 }
 
 /// Checks the content type, reads at most [`JSON_BODY_LIMIT`] bytes and decodes them into
