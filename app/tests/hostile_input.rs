@@ -310,6 +310,30 @@ fn a_nul_character_in_any_text_field_is_a_400_naming_it() {
     );
 
     assert_eq!(env.row_count(), 1, "a refused request wrote rows");
+
+    // The published document says so for every text without a stricter rule of its own.
+    let document = env.app.get("/api/openapi.json", &[]).json();
+    let no_nul = r"^[^\u0000]*$";
+    let project = document["paths"]["/api/entries"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "project")
+        .unwrap();
+    assert_eq!(project["schema"]["pattern"], no_nul);
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["Credentials"]["properties"]["password"]["pattern"],
+        no_nul
+    );
+    assert_eq!(
+        schemas["NewTimeEntry"]["properties"]["description"]["pattern"],
+        no_nul
+    );
+    assert_eq!(
+        schemas["TogglTimeEntry"]["properties"]["description"]["pattern"],
+        no_nul
+    );
     let log = env.app.log();
     assert!(
         !log.contains("db error") && !log.contains("internal_error"),
