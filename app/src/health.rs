@@ -33,7 +33,7 @@ pub fn register_routes(router: &mut Router) {
                     "type": "object", "required": ["status", "timestamp"],
                     "properties": {"status": {"const": "healthy"}, "timestamp": {"type": "string", "format": "date-time"}}
                 }}}},
-                "503": {"description": "The database is unreachable", "content": {"application/json": {"schema": {
+                "503": {"description": "The database did not answer within DB_TIMEOUT", "headers": {"Retry-After": {"description": "Seconds to wait before asking again", "schema": {"type": "integer", "minimum": 1}}}, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["status", "error"],
                     "properties": {"status": {"const": "unhealthy"}, "error": {"const": "Database connection failed"}}
                 }}}}
