@@ -4,7 +4,7 @@
 # peak RSS (VmHWM, reset through /proc/PID/clear_refs) above its resident size before it. The contract's
 # bound is about 100 MiB. Also printed: the status, the response's size, `total` of a 422, and the time.
 #
-#   bench/imports_memory.sh        (needs curl, python3; UPLOAD_MIB=10)
+#   bench/imports_memory.sh        (needs curl, python3; UPLOAD_MIB=10; ONLY=REGEX runs the matching cases)
 #
 # Cases (each as large as the 10 MiB upload limit allows, unless it says otherwise):
 #   toggl/tempo empty items   `[{},{},...]`: 3.5 million items, three problems each (422)
@@ -12,12 +12,14 @@
 #                             an escape in every key (copied to be compared)
 #   toggl long description    one description of 5 million escapes `\n` (422: too long)
 #   toggl/tempo/csv 100k      the most entries an import may hold, minimal items (200, stored)
+#   toggl/tempo/csv full      10 MiB of entries as the tools export them, ~300 bytes of text each (200)
 #   toggl 180k / csv 580k     minimal valid items, more than the 100,000-entry limit (422)
 #   csv empty cells           rows `,,`: 3.5 million rows, three problems each (422)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UPLOAD_MIB="${UPLOAD_MIB:-10}"
+ONLY="${ONLY:-}"
 for tool in curl python3; do
     command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
@@ -138,6 +140,35 @@ with open(f"{work}/escaped_description.json", "w") as f:
 csv("csv_empty_cells.csv", lambda i: ",,")
 csv("csv_580k.csv", lambda i: "2024-03-10,%d:%02d,1" % (i % 24, i % 60))
 csv("csv_100k.csv", lambda i: "2024-03-10,%d:%02d:%02d,1" % (i // 3600 % 24, i // 60 % 60, i % 60), count=100_000)
+# Full 10 MiB files that succeed: entries as the tools export them, with a few hundred bytes of text.
+text = lambda i: ("Review of ticket %d: checked the import, wrote notes, answered questions. " % i) * 3
+json_array("toggl_full.json", lambda i: (
+    '{"id":%d,"workspace_id":1234567,"project_id":%d,"task_id":null,"billable":false,'
+    '"start":"2024-03-%02dT09:%02d:00+00:00","stop":"2024-03-%02dT10:%02d:00+00:00","duration":3600,'
+    '"description":"%s","tags":["review","imports"],"tag_ids":[1,2],"duronly":false,'
+    '"at":"2024-03-31T12:00:00+00:00","server_deleted_at":null,"user_id":42,"uid":42,"wid":1234567,'
+    '"project_name":"Project %d"}') % (4_000_000_000 + i, 100 + i % 50, 1 + i % 28, i % 60, 1 + i % 28, i % 60, text(i), i % 50))
+json_array("tempo_full.json", lambda i: (
+    '{"self":"https://api.tempo.io/4/worklogs/%d","tempoWorklogId":%d,'
+    '"issue":{"self":"https://example.atlassian.net/rest/api/2/issue/%d","id":%d,"key":"PROJ-%d"},'
+    '"timeSpentSeconds":3600,"billableSeconds":3600,"startDate":"2024-03-%02d","startTime":"09:%02d:00",'
+    '"description":"%s","createdAt":"2024-03-31T12:00:00Z","updatedAt":"2024-03-31T12:00:00Z",'
+    '"author":{"self":"https://example.atlassian.net/rest/api/2/user?accountId=abc","accountId":"abc"},'
+    '"attributes":{"self":"https://api.tempo.io/4/worklogs/%d/work-attribute-values","values":[]}}')
+    % (i, i, 10_000 + i % 500, 10_000 + i % 500, i % 500, 1 + i % 28, i % 60, text(i), i))
+with open(f"{work}/csv_full.csv", "w") as f:
+    f.write("User,Email,Client,Project,Task,Description,Billable,Start date,Start time,End date,End time,Duration,Tags,Amount (EUR)\n")
+    length, i = 0, 0
+    while True:
+        row = ('Ann Example,ann@example.com,Client %d,Project %d,,"%s",No,2024-03-%02d,%02d:%02d:%02d,'
+               '2024-03-%02d,%02d:%02d:%02d,01:00:00,review,0.00\n') % (
+            i % 20, i % 50, text(i), 1 + i // 86400 % 28, i // 3600 % 24, i // 60 % 60, i % 60,
+            1 + i // 86400 % 28, i // 3600 % 24, i // 60 % 60, i % 60)
+        if length + len(row) > limit - 1024:
+            break
+        f.write(row)
+        length += len(row)
+        i += 1
 with open(f"{work}/warmup.csv", "w") as f:
     f.write("Start date,Start time,Duration\n2024-03-10,09:00:00,01:00:00\n")
 PY
@@ -148,6 +179,7 @@ status_kib() { awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"; 
 printf '%-24s %6s %9s %15s %8s %8s %14s\n' case status body_MiB response_bytes total seconds peak_rise_MiB
 measure() {
     local name="$1" path="$2" kind="$3" file="$4"
+    [[ "$name" =~ $ONLY ]] || return 0
     start_app
     # Warm-up: code paths, the time-zone list and the pool's connection are one-time costs.
     curl -s -o /dev/null -H "$AUTH" -F "file=@$WORK/warmup.csv;type=text/csv" "$BASE/api/import/csv?tz=UTC"
@@ -181,8 +213,12 @@ measure "toggl many escaped keys" /api/import/toggl json many_escaped_keys.json
 measure "toggl long description" /api/import/toggl json escaped_description.json
 measure "toggl 180k (over limit)" /api/import/toggl json toggl_180k.json
 measure "toggl 100k" /api/import/toggl json toggl_100k.json
+measure "toggl full 10 MiB" /api/import/toggl json toggl_full.json
 measure "tempo empty items" "/api/import/tempo?tz=UTC" json empty_items.json
+measure "tempo many escaped keys" "/api/import/tempo?tz=UTC" json many_escaped_keys.json
 measure "tempo 100k" "/api/import/tempo?tz=UTC" json tempo_100k.json
+measure "tempo full 10 MiB" "/api/import/tempo?tz=UTC" json tempo_full.json
 measure "csv empty cells" "/api/import/csv?tz=UTC" csv csv_empty_cells.csv
 measure "csv 580k (over limit)" "/api/import/csv?tz=UTC" csv csv_580k.csv
 measure "csv 100k" "/api/import/csv?tz=UTC" csv csv_100k.csv
+measure "csv full 10 MiB" "/api/import/csv?tz=UTC" csv csv_full.csv
