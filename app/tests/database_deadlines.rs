@@ -39,7 +39,10 @@ struct Fixture {
 impl Fixture {
     fn start(env: &[(&str, &str)]) -> Fixture {
         let db = Db::start();
-        let app = App::start(&db.url(), env);
+        // The documented default, stated: the harness relaxes it for behavioural tests.
+        let mut settings = vec![("DB_TIMEOUT", "1500ms")];
+        settings.extend_from_slice(env);
+        let app = App::start(&db.url(), &settings);
         register(&app, "ada@example.com", PASSWORD).expect(201);
         let (token, _) = login(&app, "ada@example.com", PASSWORD);
         let created = app.post_json(

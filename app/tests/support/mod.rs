@@ -42,6 +42,8 @@ pub struct App {
     child: Option<Child>,
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until the process closes it.
+    stderr_pump: Option<std::thread::JoinHandle<()>>,
 }
 
 impl App {
@@ -62,7 +64,10 @@ impl App {
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "debug")
-            .env("HASH_CONCURRENCY", "2");
+            .env("HASH_CONCURRENCY", "2")
+            // These tests are about behaviour, not the deadline: on a loaded machine running debug
+            // builds, a slow connect must not become a 503. The deadline tests set their own.
+            .env("DB_TIMEOUT", "10s");
         for (name, value) in env {
             command.env(name, value);
         }
@@ -75,7 +80,7 @@ impl App {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stderr.take().expect("piped stderr");
         let lines = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_pump = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 lines.lock().unwrap().push(line);
@@ -85,6 +90,7 @@ impl App {
             child: Some(child),
             port,
             stderr,
+            stderr_pump: Some(stderr_pump),
         }
     }
 
@@ -113,6 +119,11 @@ impl App {
             child.try_wait().expect("waiting for the app")
         });
         self.child = None;
+        // The process has exited, so its stderr is closed: once the pump has read the rest,
+        // `log()` holds every line the process wrote.
+        if let Some(pump) = self.stderr_pump.take() {
+            let _ = pump.join();
+        }
         status
     }
 
