@@ -60,6 +60,7 @@ loadgen_pids=()
 cleanup() {
     set +e
     local pid ids
+    [[ -z $OUT_DIR ]] || docker logs "$LB" >"$out/haproxy.log" 2>&1
     for pid in "${loadgen_pids[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${loadgen_pids[@]}"; do wait "$pid" 2>/dev/null; done
     mapfile -t ids < <(docker ps -aq --filter "label=$LABEL")
@@ -71,6 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'printf "[rolling] error: line %s failed: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 log() { printf '[rolling %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[rolling] error: %s\n' "$*" >&2; exit 1; }
@@ -99,7 +101,7 @@ timeout 900 scripts/images >"$work/images.log" 2>&1 || { cat "$work/images.log" 
 
 # The front door's image: the project's HAProxy stand-in when scripts/images made one, else the same from
 # Debian's package, here.
-haproxy_image=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 -E '^(docker\.io/library/)?haproxy:' || true)
+haproxy_image=$(docker images --format '{{.Repository}}:{{.Tag}}' | awk '/^(docker\.io\/library\/)?haproxy:/ && !found { print; found = 1 }')
 if [[ -z $haproxy_image ]]; then
     log "building a local HAProxy image (Debian's package)"
     mkdir -p "$work/haproxy"
@@ -154,10 +156,8 @@ servers() { # SHAPE: the server lines of one backend
     for ((i = 1; i <= REPLICAS; i++)); do
         if [[ $1 == ours ]]; then
             printf '    server app%d %s-app-%d:3000 check port 8081\n' "$i" "$ID" "$i"
-            printf '    server app%d-open %s-app-%d:3000 backup\n' "$i" "$ID" "$i"
         else
             printf '    server seed%d %s-seed-%d:3000 check\n' "$i" "$ID" "$i"
-            printf '    server seed%d-open %s-seed-%d:3000 backup\n' "$i" "$ID" "$i"
         fi
     done
 }
@@ -172,10 +172,11 @@ docker run -d --name "$LB" --label "$LABEL" --network "$NET" \
     -v "$work/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" \
     -p 127.0.0.1::8001 -p 127.0.0.1::8002 -p 127.0.0.1::8003 -p 127.0.0.1::8004 -p 127.0.0.1::8404 \
     "$haproxy_image" >/dev/null
-host_port() { docker port "$1" "$2/tcp" | grep -m1 -oE '127\.0\.0\.1:[0-9]+$' | cut -d: -f2; }
+# Pipelines read their input to the end: with pipefail, a reader that quits early (head, grep -m1) fails them.
+host_port() { docker port "$1" "$2/tcp" | awk -F: '/^127\.0\.0\.1:/ { port = $2 } END { if (port == "") exit 1; print port }'; }
 stats_url="http://127.0.0.1:$(host_port "$LB" 8404)/stats;csv"
 wait_for 30 curl -fsS --max-time 1 -o /dev/null "$stats_url" || die "HAProxy did not start: $(docker logs "$LB" 2>&1 | tail -5)"
-haproxy_version=$(docker exec "$LB" haproxy -v 2>/dev/null | head -n1 | awk '{ print $3 }')
+haproxy_version=$(docker exec "$LB" haproxy -v 2>/dev/null | awk 'NR == 1 { print $3 }')
 
 # ---- replicas -----------------------------------------------------------------------------------------------------
 replica() { # SHAPE I: container name
@@ -235,8 +236,10 @@ is_healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Statu
 started_at() { docker inspect -f '{{.State.StartedAt}} {{.RestartCount}}' "$1"; }
 
 # ---- one shape: steady load, rollouts, outage ----------------------------------------------------------------------
+# ensure_user BASE_URL: registers the bench user and gives it entries (once; later shapes share the database),
+# leaving its bearer token in $token.
 token=""
-auth_header() {
+ensure_user() {
     local base=$1 credentials='{"email":"rolling@example.com","password":"rolling bench password"}' i
     if [[ -z $token ]]; then
         curl -fsS --max-time 10 -o /dev/null -H 'Content-Type: application/json' -d "$credentials" \
@@ -250,7 +253,6 @@ auth_header() {
                 "$base/api/entries" || die "creating entries failed"
         done
     fi
-    printf 'Authorization: Bearer %s' "$token"
 }
 
 # run_shape SHAPE: writes $out/SHAPE-l4.json, SHAPE-l7.json and $out/SHAPE.times (key value lines).
@@ -264,8 +266,8 @@ run_shape() {
     local l4 l7
     l4="http://127.0.0.1:$(host_port "$LB" $l4_port)"
     l7="http://127.0.0.1:$(host_port "$LB" $l7_port)"
-    local header
-    header=$(auth_header "$l7")
+    ensure_user "$l7"
+    local header="Authorization: Bearer $token"
     [[ $(curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "$header" "$l4/api/entries?limit=5") == 200 ]] ||
         die "$shape: GET /api/entries through L4 is not 200"
 
@@ -309,6 +311,10 @@ run_shape() {
         timeout 30 docker stop -t 10 "$PG" >/dev/null
         start=$(now_ms)
         sleep "$OUTAGE"
+        # What the balancers show and answer while PostgreSQL is away (kept in OUT_DIR).
+        curl -s --max-time 2 "$stats_url" >"$out/$shape-stats-outage.csv" || true
+        curl -s -i --max-time 3 -H "$header" "$l4/api/entries?limit=5" >"$out/$shape-l4-outage-answer.txt" 2>&1 || true
+        curl -s -i --max-time 3 -H "$header" "$l7/api/entries?limit=5" >"$out/$shape-l7-outage-answer.txt" 2>&1 || true
         timeout 30 docker start "$PG" >/dev/null
         wait_for 60 pg_ready || die "postgres did not come back"
         back_at=$(now_ms)
@@ -343,7 +349,6 @@ run_shape() {
 }
 
 for shape in $SHAPES; do run_shape "$shape"; done
-docker logs "$LB" >"$out/haproxy.log" 2>&1
 
 # ---- figures ------------------------------------------------------------------------------------------------------
 ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "-"; else if (v < 10) printf "%.2f ms", v; else if (v < 1000) printf "%.1f ms", v; else printf "%.2f s", v / 1000 }'; }
@@ -354,10 +359,10 @@ failures_text() { # phase JSON: "0" or "N (kind n, kind n)"
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
-row() { printf '%-34s %-24s %-24s\n' "$@"; }
+row() { printf '%-36s %-36s %-36s\n' "$@"; }
 echo
 echo "rolling updates ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, HAProxy $haproxy_version): $REPLICAS replicas, $ROLLOUTS rollouts,"
-echo "  $CONNECTIONS keep-alive connections per balancer (${RATE:-closed loop} ${RATE:+req/s}), GET /api/entries?limit=5;"
+echo "  $CONNECTIONS keep-alive connections per balancer (${RATE:+$RATE req/s}${RATE:-closed loop}), GET /api/entries?limit=5;"
 echo "  image $(git log -1 --format=%h) ${image_env:-(no DRAIN_DELAY/STOP_GRACE/SHUTDOWN_TIMEOUT in the image)}${DRAIN_DELAY:+, DRAIN_DELAY=$DRAIN_DELAY given}"
 for shape in $SHAPES; do
     rollout_requests=0
