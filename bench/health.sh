@@ -3,22 +3,35 @@
 # second the health check runs meanwhile (pg_stat_statements) and each server's resident memory.
 #
 #   bench/health.sh        (needs wrk: apt-get install -y wrk; DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3)
+#   bench/health.sh flood  (only the second part: FLOOD_CLIENTS=1200 FLOOD_SECONDS=20)
 #
 # Both servers are release builds on a current-thread runtime (as the supervisor runs); the health listener
 # is driven through the library with a running child and a throwaway PostgreSQL (supervisor/examples/).
+#
+# Second part: how long a fresh `probe` and a fresh GET /livez wait while FLOOD_CLIENTS clients hold
+# connections (supervisor/examples/health_flood.rs: keep-alive requests every 3 s, headers that never end,
+# silent connections, each reconnecting when closed), beside the same with no flood. HEALTH_SERVER=PATH runs
+# another build of supervisor/examples/health_server.rs (e.g. an older commit's, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MODE="${1:-all}"
+case "$MODE" in all | flood) ;; *) echo "usage: bench/health.sh [flood]" >&2; exit 64 ;; esac
+FLOOD_CLIENTS="${FLOOD_CLIENTS:-1200}"
+FLOOD_SECONDS="${FLOOD_SECONDS:-20}"
 
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-1}"
 ROUNDS="${ROUNDS:-3}"
 PSQL_BIN="${PSQL_BIN:-/usr/lib/postgresql/15/bin/psql}"
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
+[ "$MODE" = flood ] || command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
 [ -x "$PSQL_BIN" ] || { echo "psql not found at $PSQL_BIN (set PSQL_BIN)" >&2; exit 1; }
 
-cargo build --release -p supervisor --bin supervisor --example hello --example health_server --quiet
+cargo build --release -p supervisor --bin supervisor --example hello --example health_server --example health_flood --quiet
+cargo build --release -p probe --bin probe --quiet
 EXAMPLES=target/release/examples
+HEALTH_SERVER="${HEALTH_SERVER:-$EXAMPLES/health_server}"
 
 WORK="$(mktemp -d)"
 HELLO_PID=""
@@ -59,7 +72,7 @@ HELLO2_PID=$!
 HELLO2_ADDR="$(first_line "$WORK/hello2.out")"
 
 mkfifo "$WORK/health.in"
-"$EXAMPLES/health_server" 127.0.0.1:0 <"$WORK/health.in" >"$WORK/health.out" 2>"$WORK/health.log" &
+"$HEALTH_SERVER" 127.0.0.1:0 <"$WORK/health.in" >"$WORK/health.out" 2>"$WORK/health.log" &
 HEALTH_PID=$!
 exec 3>"$WORK/health.in"
 read -r HEALTH_ADDR SOCKET_DIR PG_PORT DBNAME <<<"$(first_line "$WORK/health.out")"
@@ -86,6 +99,18 @@ done
 
 HEALTH_RSS_IDLE="$(rss_kib "$HEALTH_PID")"
 SECS="$(seconds "$DURATION")"
+
+flood() {
+    echo "fresh callers, one after the other for ${FLOOD_SECONDS}s each run ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+    for clients in 0 "$FLOOD_CLIENTS"; do
+        echo "--- $clients clients holding connections"
+        "$EXAMPLES/health_flood" "$HEALTH_ADDR" "$HEALTH_PID" "$clients" target/release/probe "$FLOOD_SECONDS"
+    done
+}
+if [ "$MODE" = flood ]; then
+    flood
+    exit 0
+fi
 
 # Each round runs every target once, back to back, so that load from other processes hits all of them alike;
 # the table shows each target's median round.
@@ -146,3 +171,5 @@ echo
 echo "supervisor binary with its child running: $SUPERVISOR_MEMORY"
 echo "resident memory: hello-world $(rss_kib "$HELLO_PID") KiB; health server idle ${HEALTH_RSS_IDLE} KiB, after load $(rss_kib "$HEALTH_PID") KiB"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $ROUNDS rounds, on $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+flood

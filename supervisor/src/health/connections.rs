@@ -1,11 +1,14 @@
 //! Which connections the health listener keeps open.
 //!
-//! Every connection is accepted at once, so that a fresh probe never waits behind held connections in the
-//! kernel's backlog. At most [`Connections::limit`] stay open (memory and file descriptors stay bounded): a
-//! connection arriving when all are taken closes one, the least recently active connection of the peer
-//! address that holds the most (the newcomer counted). Idle keep-alive connections, headers that never end
-//! and silent connections all go stale and are closed first, and one source flooding the listener mostly
-//! displaces its own connections, never a caller that just arrived from elsewhere.
+//! Every connection is accepted as soon as its first bytes arrive, so that a fresh probe never waits behind
+//! held connections in the kernel's queue. At most `limit` stay open (memory and file descriptors stay
+//! bounded): a connection arriving when all are taken closes one, the least recently active connection of
+//! the peer address that holds the most (the newcomer counted). Idle keep-alive connections and headers
+//! that never end go stale and are closed first, and one source flooding the listener mostly displaces its
+//! own connections, never a caller that just arrived from elsewhere.
+//!
+//! Deferring the accept until the first bytes (see `http::bind`) means a connection is never a candidate
+//! for closing before its request could be read, and silent connections wait in the kernel, not here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

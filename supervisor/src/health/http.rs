@@ -35,6 +35,11 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// and a dropped SYN costs a client a 1 s retransmission. The kernel caps it at net.core.somaxconn (4096 by
 /// default since Linux 5.4); the usual 128 overflows under any flood.
 const BACKLOG: u32 = 4096;
+/// The kernel hands a connection to accept() only once its first bytes arrived, or after this many seconds
+/// (TCP_DEFER_ACCEPT): silent connections wait in the kernel without taking a descriptor or a slot, and a
+/// connection is never a candidate for closing before its request could be read. A client that has sent
+/// nothing by then meets the header read timeout.
+const DEFER_ACCEPT_SECONDS: nix::libc::c_int = 5;
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listen = || {
@@ -45,10 +50,32 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         // As std and tokio do: a restarted supervisor must not wait for old connections' TIME_WAIT.
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
+        defer_accept(&socket, DEFER_ACCEPT_SECONDS)?;
         socket.listen(BACKLOG)
     };
     listen()
         .map_err(|e: std::io::Error| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))
+}
+
+fn defer_accept(socket: &TcpSocket, seconds: nix::libc::c_int) -> std::io::Result<()> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the call, and setsockopt reads exactly size_of::<c_int>() bytes
+    // from a live c_int.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
