@@ -7,8 +7,8 @@
 //!   health_flood ADDR PID CLIENTS PROBE SECONDS
 //!
 //! Times, for SECONDS, the real `probe` (PROBE, with a 5 s deadline) and fresh `GET /livez` connections
-//! one after the other, and samples the listener process's (PID) open file descriptors. Prints one
-//! `name value` line per figure.
+//! one after the other, and samples the listener process's (PID) open file descriptors and resident
+//! memory. Prints a few lines of figures.
 
 #[path = "../tests/health_support/flood.rs"]
 #[allow(dead_code)]
@@ -25,6 +25,16 @@ const LIMIT: Duration = Duration::from_secs(5);
 
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+fn rss_kib(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn fresh_get(addr: SocketAddr) -> Option<Duration> {
@@ -95,6 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clients: usize = clients.parse()?;
     let seconds = Duration::from_secs(seconds.parse()?);
     let idle_fds = fds(pid);
+    let idle_rss = rss_kib(pid);
     let source = |last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
     let per_crowd = clients / 3;
     let flood = Flood::start(
@@ -128,12 +139,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let connects_before = flood.connects();
     let (mut probes, mut gets) = (Vec::new(), Vec::new());
-    let mut most_fds = 0;
+    let (mut most_fds, mut most_rss) = (0, 0);
     let began = Instant::now();
     while began.elapsed() < seconds {
         probes.push(probe(probe_bin, addr));
         gets.push(fresh_get(addr));
         most_fds = most_fds.max(fds(pid));
+        most_rss = most_rss.max(rss_kib(pid));
     }
     let elapsed = began.elapsed().as_secs_f64();
     println!(
@@ -144,6 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flood.open()
     );
     println!("listener_fds idle={idle_fds} max={most_fds}");
+    println!("listener_rss_kib before={idle_rss} max={most_rss}");
     report("probe", &mut probes);
     report("fresh_get", &mut gets);
     Ok(())
