@@ -213,6 +213,14 @@ fn held_connections_never_keep_a_fresh_probe_waiting() {
         times[times.len() / 2],
         times[times.len() - 1],
     );
+    // Operators see it: connections closed to make room are counted.
+    let (_, metrics) = common::http_get(target, "/metrics").expect("/metrics answers");
+    let evicted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("supervisor_health_connections_evicted_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no eviction count in\n{metrics}"));
+    assert!(evicted > 0.0, "{metrics}");
     supervisor.signal(nix::sys::signal::Signal::SIGTERM);
     supervisor.wait_exit(Duration::from_secs(15));
 }
