@@ -255,6 +255,13 @@ ensure_user() {
     fi
 }
 
+# set_phase FILE NAME: tags the requests that start from now on with NAME. loadgen reads the file every 100 ms:
+# the pause lets it see the new name before the script acts, so no request is counted in the wrong phase.
+set_phase() {
+    echo "$2" >"$1"
+    sleep 0.3
+}
+
 # run_shape SHAPE: writes $out/SHAPE-l4.json, SHAPE-l7.json and $out/SHAPE.times (key value lines).
 run_shape() {
     local shape=$1 l4_port l7_port i r start restart_ms back_ms pids=() times=$out/$1.times
@@ -286,7 +293,7 @@ run_shape() {
     log "$shape: steady load for $STEADY s"
     sleep "$STEADY"
 
-    echo rollout >"$phase_file"
+    set_phase "$phase_file" rollout
     for ((r = 1; r <= ROLLOUTS; r++)); do
         log "$shape: rollout $r of $ROLLOUTS"
         for ((i = 1; i <= REPLICAS; i++)); do
@@ -304,7 +311,7 @@ run_shape() {
     done
 
     if ((OUTAGE > 0)); then
-        echo outage >"$phase_file"
+        set_phase "$phase_file" outage
         local before after stopped_ms back_at ready_ms rotation_ms
         before=$(for ((i = 1; i <= REPLICAS; i++)); do started_at "$(replica "$shape" "$i")"; done)
         log "$shape: PostgreSQL stopped for $OUTAGE s"
