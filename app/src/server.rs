@@ -21,6 +21,9 @@ use crate::router::{Ctx, Lookup, Router};
 use crate::security;
 use crate::state::AppState;
 
+/// Paths that health checkers poll.
+const HEALTH_CHECK_PATHS: [&str; 2] = ["/livez", "/health"];
+
 /// The route table and the state, shared by all connections.
 #[derive(Clone)]
 pub struct App {
@@ -70,12 +73,15 @@ impl App {
             // hyper closes the connection once this response is written; the client reconnects elsewhere.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        tracing::info!(
-            %method, %path,
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Health checks arrive every few seconds from the supervisor and balancers: an idle service
+        // should write next to nothing, so they are logged only at debug.
+        if HEALTH_CHECK_PATHS.contains(&path.as_str()) {
+            tracing::debug!(%method, %path, status, elapsed_ms, "request");
+        } else {
+            tracing::info!(%method, %path, status, elapsed_ms, "request");
+        }
         response
     }
 

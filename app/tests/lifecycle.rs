@@ -63,6 +63,23 @@ fn configuration_errors_exit_78_naming_the_setting() {
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 
+/// Health checks come every few seconds from the supervisor and balancers: at `info` an idle
+/// service writes nothing for them, while other requests are still logged.
+#[test]
+fn health_checks_are_not_logged_at_info() {
+    let db = Db::start();
+    let app = App::start(&db.url(), &[("RUST_LOG", "info")]);
+    for _ in 0..5 {
+        app.get("/livez", &[]).expect(200);
+        app.get("/health", &[]).expect(200);
+    }
+    app.get("/api/openapi.json", &[]).expect(200);
+    app.wait_for_log("/api/openapi.json", Duration::from_secs(5));
+    let log = app.log();
+    assert!(!log.contains("/livez"), "{log}");
+    assert!(!log.contains("/health"), "{log}");
+}
+
 #[test]
 fn health_follows_the_database_and_livez_does_not() {
     let db = Db::start();
