@@ -229,9 +229,9 @@ fn a_flood_of_requests_adds_no_queries_or_connections() {
         )
     };
     assert_eq!(backends(), "1");
+    // Counted from here: on a loaded machine the first check may have timed out and reconnected.
     let connections = proxy.connections();
     let queries = proxy.queries();
-    assert_eq!(connections, 1);
 
     let began = Instant::now();
     let addr = health.addr;
