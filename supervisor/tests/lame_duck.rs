@@ -99,6 +99,18 @@ fn start_app(pid1: bool) -> (Running, SocketAddr) {
     (running, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// The notice reaches the app through a pipe: waits (bounded) for its first effect on fresh connections.
+fn wait_until_told_to_leave(api: SocketAddr) {
+    testkit::wait_for(
+        "responses with Connection: close",
+        Duration::from_secs(1),
+        || {
+            let answer = KeepAlive::connect(api).get_livez().ok()?;
+            (answer.status == 200 && answer.connection_close).then_some(())
+        },
+    );
+}
+
 fn keep_alive_clients_are_told_to_leave(pid1: bool) {
     let (mut running, api) = start_app(pid1);
     let mut client = KeepAlive::connect(api);
@@ -112,15 +124,7 @@ fn keep_alive_clients_are_told_to_leave(pid1: bool) {
     let stopped = Instant::now();
     running.signal(Signal::SIGTERM);
     running.wait_status("/readyz", 503, Duration::from_secs(1));
-    // The notice reaches the app through a pipe: wait for its first effect on fresh connections.
-    testkit::wait_for(
-        "responses with Connection: close",
-        Duration::from_secs(1),
-        || {
-            let answer = KeepAlive::connect(api).get_livez().ok()?;
-            (answer.status == 200 && answer.connection_close).then_some(())
-        },
-    );
+    wait_until_told_to_leave(api);
     assert!(
         stopped.elapsed() < DRAIN_DELAY,
         "the lame duck began only after {:?}",
@@ -181,14 +185,7 @@ fn as_pid_1_a_second_sigterm_ends_the_drain_at_once() {
     let stopped = Instant::now();
     running.signal(Signal::SIGTERM);
     running.wait_status("/readyz", 503, Duration::from_secs(1));
-    testkit::wait_for(
-        "responses with Connection: close",
-        Duration::from_secs(1),
-        || {
-            let answer = KeepAlive::connect(api).get_livez().ok()?;
-            answer.connection_close.then_some(())
-        },
-    );
+    wait_until_told_to_leave(api);
     running.signal(Signal::SIGTERM);
     let done = running.wait_exit(Duration::from_secs(8));
     done.assert_code(0);
