@@ -10,7 +10,8 @@
 //!
 //! A connection whose call was cut off is closed instead of going back to the pool: its server
 //! may be frozen, and its reply may still be on the way. The server's `statement_timeout` (set to
-//! the same value on every connection) is the second line: it ends the statement we gave up on.
+//! the same value on every new connection) is the second line: it ends the statement we gave up
+//! on, which a server blocked on a lock would otherwise keep running after the client has gone.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::db::DbConfig;
 use deadpool_postgres::{
-    GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-    Transaction,
+    GenericClient, Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError,
+    RecyclingMethod, Runtime, Transaction,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -32,8 +33,7 @@ use crate::config::AppConfig;
 /// Builds the pool; connections are opened on demand, so the app starts while the database
 /// is down and answers 503 until it is back.
 pub fn build_pool(db: &DbConfig, config: &AppConfig) -> anyhow::Result<Pool> {
-    let mut pg_config = db.pg_config().clone();
-    add_statement_timeout(&mut pg_config, config.db_timeout);
+    let pg_config = db.pg_config().clone();
     // Verified recycling costs a round trip per checkout; a broken connection is detected by the
     // query itself (closed, or cut off by the budget) and dropped.
     let manager_config = || ManagerConfig {
@@ -45,23 +45,36 @@ pub fn build_pool(db: &DbConfig, config: &AppConfig) -> anyhow::Result<Pool> {
     };
     // Connecting and waiting are bounded by each request's budget; `DB_POOL_WAIT` may bound the
     // wait for a free connection more tightly.
+    let statement_timeout = format!("{}ms", config.db_timeout.as_millis().max(1));
     let pool = Pool::builder(manager)
         .max_size(config.pool_size)
         .wait_timeout(Some(config.pool_wait))
         .runtime(Runtime::Tokio1)
+        .post_create(Hook::async_fn(move |client, _| {
+            let statement_timeout = statement_timeout.clone();
+            Box::pin(async move {
+                set_statement_timeout(client, &statement_timeout)
+                    .await
+                    .map_err(HookError::Backend)
+            })
+        }))
         .build()?;
     Ok(pool)
 }
 
-/// Appends `-c statement_timeout=<ms>` to the startup options (after any from `DATABASE_URL`,
-/// so this one applies).
-fn add_statement_timeout(pg_config: &mut tokio_postgres::Config, timeout: Duration) {
-    let setting = format!("-c statement_timeout={}", timeout.as_millis().max(1));
-    let options = match pg_config.get_options() {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
-        _ => setting,
-    };
-    pg_config.options(options);
+/// Sets the session's `statement_timeout` on a new connection. A statement rather than a startup
+/// option: poolers such as PgBouncer refuse unknown startup parameters.
+async fn set_statement_timeout(
+    client: &tokio_postgres::Client,
+    timeout: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT set_config('statement_timeout', $1, false)",
+            &[&timeout],
+        )
+        .await
+        .map(drop)
 }
 
 /// How much time database work may still take. Clones share what is left.
@@ -431,19 +444,5 @@ mod tests {
         let ok = async { Ok::<_, tokio_postgres::Error>(7) };
         assert_eq!(bounded(&fresh, &usable, ok).await.unwrap(), 7);
         assert!(!usable.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn the_statement_timeout_is_added_after_the_urls_options() {
-        let mut config = tokio_postgres::Config::new();
-        add_statement_timeout(&mut config, Duration::from_millis(1500));
-        assert_eq!(config.get_options(), Some("-c statement_timeout=1500"));
-        let mut config = tokio_postgres::Config::new();
-        config.options("-c search_path=app");
-        add_statement_timeout(&mut config, Duration::from_secs(2));
-        assert_eq!(
-            config.get_options(),
-            Some("-c search_path=app -c statement_timeout=2000")
-        );
     }
 }

@@ -357,6 +357,9 @@ fn a_statement_blocked_by_a_lock_ends_at_the_deadline() {
     .assert_unavailable_in_time();
     // The default deadline: the statement waited that long before it was given up.
     assert!(elapsed >= DEFAULT_DEADLINE, "{elapsed:?}");
+    // The server gave it up too (the connection's statement_timeout): while the lock is still
+    // held, no backend is left waiting for it on behalf of a request answered long ago.
+    sql.wait_for_no_lock_waiters("UPDATE time_entries", Duration::from_secs(1));
     sql.batch("ROLLBACK");
     // Nothing changed, and the entry can be changed now.
     let entry = fixture.app.get(

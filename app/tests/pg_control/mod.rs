@@ -184,6 +184,34 @@ impl Sql {
         }
     }
 
+    /// Waits (bounded) until no backend but this one waits for a lock in a statement starting
+    /// with `statement_start`.
+    pub fn wait_for_no_lock_waiters(&self, statement_start: &str, timeout: Duration) {
+        let pattern = format!("{}%", statement_start.replace('%', "\\%"));
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.fresh_activity();
+            let waiting: i64 = self.query(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND wait_event_type = 'Lock' AND ltrim(query, E' \\t\\r\\n') LIKE $1",
+                &[&pattern],
+            )[0]
+            .get(0);
+            if waiting == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "{waiting} backend(s) still waiting for a lock in {statement_start:?} after \
+                     {timeout:?}:\n{}",
+                    self.activity()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// State, wait event and statement of every other backend, one line each.
     pub fn activity(&self) -> String {
         self.fresh_activity();
