@@ -5,11 +5,13 @@
 mod cluster;
 mod fs;
 pub mod load;
+mod pgbouncer;
 mod pki;
 mod wait;
 
 pub use cluster::PgCluster;
 pub use fs::TempDir;
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use pki::TestPki;
 pub use wait::wait_for;
 

@@ -1,0 +1,136 @@
+//! The app behind PgBouncer (Debian's `pgbouncer`, session pooling), as many deployments run it: every kind of
+//! request works through the pooler, and the database deadline's server side (each connection's
+//! `statement_timeout`, set by a statement because PgBouncer refuses unknown startup parameters) still applies.
+
+mod pg_control;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{login, register, App, Db};
+use testkit::{PgBouncer, PoolMode};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn bouncer_or_skip() -> bool {
+    if PgBouncer::binary().is_none() {
+        eprintln!("skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn every_kind_of_request_works_through_pgbouncer() {
+    if !bouncer_or_skip() {
+        return;
+    }
+    let db = Db::start();
+    let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
+    let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
+
+    register(&app, "ada@example.com", PASSWORD).expect(201);
+    let (token, _) = login(&app, "ada@example.com", PASSWORD);
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str())];
+    app.get("/api/auth/me", &headers).expect(200);
+
+    let created = app.post_json(
+        "/api/entries",
+        &headers,
+        &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
+                "duration": 1.5, "project": "P", "description": "d"}),
+    );
+    created.expect(201);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+
+    let toggl = json!([{"id": 1, "start": "2024-03-01T10:00:00Z", "duration": 3600,
+                        "description": "imported", "project_id": null}]);
+    let imported = app.post_json("/api/import/toggl", &headers, &toggl);
+    imported.expect(200);
+    assert_eq!(imported.json()["inserted"], 1, "{}", imported.text());
+    // Idempotent through the pooler too.
+    let again = app.post_json("/api/import/toggl", &headers, &toggl);
+    assert_eq!(again.expect(200).json()["unchanged"], 1, "{}", again.text());
+
+    let listed = app.get("/api/entries?limit=10", &headers);
+    assert_eq!(
+        listed.expect(200).json()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let summary = app.get(
+        "/api/summary?from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z&group_by=day",
+        &headers,
+    );
+    assert_eq!(
+        summary.expect(200).json()[0]["hours"],
+        2.5,
+        "{}",
+        summary.text()
+    );
+    app.request("DELETE", &format!("/api/entries/{id}"), &headers, None)
+        .expect(204);
+
+    let changed = app.post_json(
+        "/api/auth/password",
+        &headers,
+        &json!({"currentPassword": PASSWORD, "newPassword": "another horse battery"}),
+    );
+    changed.expect(204);
+    app.get("/api/auth/me", &headers).expect(401);
+    app.get("/health", &[]).expect(200);
+}
+
+/// A statement blocked on a lock gets its 503 at the deadline, and the server gives it up as well: the
+/// connection's `statement_timeout` came through the pooler.
+#[test]
+fn the_servers_statement_timeout_applies_through_pgbouncer() {
+    if !bouncer_or_skip() {
+        return;
+    }
+    let db = Db::start();
+    let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
+    let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
+    register(&app, "ada@example.com", PASSWORD).expect(201);
+    let (token, _) = login(&app, "ada@example.com", PASSWORD);
+    let auth = format!("Bearer {token}");
+    let created = app.post_json(
+        "/api/entries",
+        &[("Authorization", auth.as_str())],
+        &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
+                "duration": 1.5, "project": "P", "description": "d"}),
+    );
+    let id = created.expect(201).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let sql = pg_control::Sql::connect(&db.url());
+    sql.batch("BEGIN");
+    sql.execute("SELECT 1 FROM time_entries FOR UPDATE", &[]);
+    let started = Instant::now();
+    let patched = app.request(
+        "PATCH",
+        &format!("/api/entries/{id}"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        Some(br#"{"duration": 2}"#),
+    );
+    let elapsed = started.elapsed();
+    patched.expect(503);
+    assert!(patched.header("retry-after").is_some());
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    sql.wait_for_no_lock_waiters("UPDATE time_entries", Duration::from_secs(2));
+    sql.batch("ROLLBACK");
+    assert!(
+        !bouncer.log().contains("unsupported startup parameter"),
+        "{}",
+        bouncer.log()
+    );
+}
