@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{shared_cluster, Launch, Running};
 use health_support::flood::{Behaviour, Crowd, Flood};
-use health_support::non_loopback_ipv4;
 use testkit::PgCluster;
 
 /// Connections the listener keeps open at most (supervisor/src/health/http.rs).
@@ -45,12 +44,34 @@ fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }
 
-/// One fresh connection, `GET path`, read to the end: the status and how long it took.
-fn timed_get(addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
+/// The source address of the kubelet-like caller: none of the crowds uses it.
+const KUBELET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+
+/// A connection to `addr` from the address `source` (any 127.0.0.0/8 address works on loopback).
+fn connect_from(source: IpAddr, addr: SocketAddr) -> Option<std::net::TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(source, 0)).ok()?;
+        let stream = tokio::time::timeout(2 * DEADLINE, socket.connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        let stream = stream.into_std().ok()?;
+        stream.set_nonblocking(false).ok()?;
+        Some(stream)
+    })
+}
+
+/// One fresh connection from `source`, `GET path`, read to the end: the status and how long it took.
+fn timed_get(source: IpAddr, addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
     use std::io::{Read, Write};
     let began = Instant::now();
     let status = (|| {
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, 2 * DEADLINE).ok()?;
+        let mut stream = connect_from(source, addr)?;
         stream.set_read_timeout(Some(2 * DEADLINE)).ok()?;
         write!(
             stream,
@@ -103,15 +124,8 @@ fn start_supervisor(cluster: &PgCluster, bind: IpAddr) -> (Running, u16) {
 
 #[test]
 fn held_connections_never_keep_a_fresh_probe_waiting() {
-    let remote = non_loopback_ipv4();
-    let bind = if remote.is_some() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        eprintln!("no non-loopback address: a kubelet-like caller is not tried");
-        loopback(1)
-    };
     let cluster = shared_cluster();
-    let (mut supervisor, port) = start_supervisor(&cluster, bind);
+    let (mut supervisor, port) = start_supervisor(&cluster, loopback(1));
     let pid = supervisor.pid();
     let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let idle_fds = fd_count(pid);
@@ -170,18 +184,17 @@ fn held_connections_never_keep_a_fresh_probe_waiting() {
         if code != Some(0) || took >= DEADLINE {
             slow.push(format!("probe: exit {code:?} after {took:?}: {text}"));
         }
-        let mut callers = vec![target];
-        if let Some(ip) = remote {
-            // As a kubelet calls: from outside loopback, a fresh connection per probe.
-            callers.push((ip, port).into());
-        }
-        for addr in callers {
+        // From the probe's own address, and as a kubelet calls: from an address of its own (no crowd's), a
+        // fresh connection per check.
+        for source in [loopback(1), KUBELET] {
             for path in ["/livez", "/readyz"] {
-                let (status, took) = timed_get(addr, path);
+                let (status, took) = timed_get(source, target, path);
                 requests += 1;
                 times.push(took);
                 if status != Some(200) || took >= DEADLINE {
-                    slow.push(format!("GET {path} via {addr}: {status:?} after {took:?}"));
+                    slow.push(format!(
+                        "GET {path} from {source}: {status:?} after {took:?}"
+                    ));
                 }
             }
         }

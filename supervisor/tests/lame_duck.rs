@@ -6,11 +6,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use common::{shared_cluster, Launch, Running};
+use testkit::PgCluster;
 
 const DRAIN_DELAY: Duration = Duration::from_secs(3);
 
@@ -80,7 +82,14 @@ impl KeepAlive {
     }
 }
 
-fn start_app(pid1: bool) -> (Running, SocketAddr) {
+/// The supervisor running the app, its API address, and the cluster, which must outlive them.
+struct Started {
+    running: Running,
+    api: SocketAddr,
+    _cluster: Arc<PgCluster>,
+}
+
+fn start_app(pid1: bool) -> Started {
     let cluster = shared_cluster();
     let db = cluster.create_database();
     let port = testkit::free_port();
@@ -96,7 +105,11 @@ fn start_app(pid1: bool) -> (Running, SocketAddr) {
     }
     let running = launch.spawn();
     running.wait_status("/readyz", 200, Duration::from_secs(30));
-    (running, SocketAddr::from(([127, 0, 0, 1], port)))
+    Started {
+        running,
+        api: SocketAddr::from(([127, 0, 0, 1], port)),
+        _cluster: cluster,
+    }
 }
 
 /// The notice reaches the app through a pipe: waits (bounded) for its first effect on fresh connections.
@@ -112,7 +125,12 @@ fn wait_until_told_to_leave(api: SocketAddr) {
 }
 
 fn keep_alive_clients_are_told_to_leave(pid1: bool) {
-    let (mut running, api) = start_app(pid1);
+    // The cluster binding keeps it alive until the test ends.
+    let Started {
+        mut running,
+        api,
+        _cluster,
+    } = start_app(pid1);
     let mut client = KeepAlive::connect(api);
     let before = client.get_livez().expect("a request before the stop");
     assert_eq!(before.status, 200);
@@ -181,7 +199,11 @@ fn as_pid_1_keep_alive_clients_are_told_to_leave_during_the_drain() {
 #[test]
 fn as_pid_1_a_second_sigterm_ends_the_drain_at_once() {
     common::require_unshare();
-    let (mut running, api) = start_app(true);
+    let Started {
+        mut running,
+        api,
+        _cluster,
+    } = start_app(true);
     let stopped = Instant::now();
     running.signal(Signal::SIGTERM);
     running.wait_status("/readyz", 503, Duration::from_secs(1));
