@@ -13,37 +13,59 @@ use testkit::{PgBouncer, PoolMode};
 
 const PASSWORD: &str = "correct horse battery";
 
-fn bouncer_or_skip() -> bool {
-    if PgBouncer::binary().is_none() {
-        eprintln!("skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)");
-        return false;
+/// The app behind a session-pooling PgBouncer, with a user logged in.
+struct Behind {
+    db: Db,
+    _bouncer: PgBouncer,
+    app: App,
+    auth: String,
+}
+
+impl Behind {
+    /// None, saying so, when the machine has no pgbouncer.
+    fn start() -> Option<Behind> {
+        if PgBouncer::binary().is_none() {
+            eprintln!(
+                "skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)"
+            );
+            return None;
+        }
+        let db = Db::start();
+        let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
+        let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
+        register(&app, "ada@example.com", PASSWORD).expect(201);
+        let (token, _) = login(&app, "ada@example.com", PASSWORD);
+        Some(Behind {
+            db,
+            _bouncer: bouncer,
+            app,
+            auth: format!("Bearer {token}"),
+        })
     }
-    true
+
+    fn create_entry(&self) -> String {
+        let created = self.app.post_json(
+            "/api/entries",
+            &[("Authorization", self.auth.as_str())],
+            &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
+                    "duration": 1.5, "project": "P", "description": "d"}),
+        );
+        created.expect(201).json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 #[test]
 fn every_kind_of_request_works_through_pgbouncer() {
-    if !bouncer_or_skip() {
+    let Some(behind) = Behind::start() else {
         return;
-    }
-    let db = Db::start();
-    let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
-    let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
-
-    register(&app, "ada@example.com", PASSWORD).expect(201);
-    let (token, _) = login(&app, "ada@example.com", PASSWORD);
-    let auth = format!("Bearer {token}");
+    };
+    let id = behind.create_entry();
+    let Behind { app, auth, .. } = &behind;
     let headers = [("Authorization", auth.as_str())];
     app.get("/api/auth/me", &headers).expect(200);
-
-    let created = app.post_json(
-        "/api/entries",
-        &headers,
-        &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
-                "duration": 1.5, "project": "P", "description": "d"}),
-    );
-    created.expect(201);
-    let id = created.json()["id"].as_str().unwrap().to_string();
 
     let toggl = json!([{"id": 1, "start": "2024-03-01T10:00:00Z", "duration": 3600,
                         "description": "imported", "project_id": null}]);
@@ -89,25 +111,16 @@ fn every_kind_of_request_works_through_pgbouncer() {
 /// connection's `statement_timeout` came through the pooler.
 #[test]
 fn the_servers_statement_timeout_applies_through_pgbouncer() {
-    if !bouncer_or_skip() {
+    let Some(behind) = Behind::start() else {
         return;
-    }
-    let db = Db::start();
-    let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
-    let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
-    register(&app, "ada@example.com", PASSWORD).expect(201);
-    let (token, _) = login(&app, "ada@example.com", PASSWORD);
-    let auth = format!("Bearer {token}");
-    let created = app.post_json(
-        "/api/entries",
-        &[("Authorization", auth.as_str())],
-        &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
-                "duration": 1.5, "project": "P", "description": "d"}),
-    );
-    let id = created.expect(201).json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    };
+    let id = behind.create_entry();
+    let Behind {
+        db,
+        _bouncer: bouncer,
+        app,
+        auth,
+    } = &behind;
 
     let sql = pg_control::Sql::connect(&db.url());
     sql.batch("BEGIN");

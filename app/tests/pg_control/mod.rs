@@ -159,34 +159,21 @@ impl Sql {
     /// Waits (bounded) until `count` other backends wait for a lock in a statement starting
     /// with `statement_start`; on timeout, panics showing what the other backends do.
     pub fn wait_for_lock_waiters(&self, statement_start: &str, count: i64, timeout: Duration) {
-        let pattern = format!("{}%", statement_start.replace('%', "\\%"));
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            self.fresh_activity();
-            let waiting: i64 = self.query(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()
-                   AND wait_event_type = 'Lock' AND ltrim(query, E' \\t\\r\\n') LIKE $1",
-                &[&pattern],
-            )[0]
-            .get(0);
-            if waiting >= count {
-                return;
-            }
-            if std::time::Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {count} backend(s) waiting for a \
-                     lock in {statement_start:?}; other backends:\n{}",
-                    self.activity()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_for_lock_waiters_where(statement_start, timeout, |waiting| waiting >= count);
     }
 
-    /// Waits (bounded) until no backend but this one waits for a lock in a statement starting
-    /// with `statement_start`.
+    /// Waits (bounded) until no other backend waits for a lock in a statement starting with
+    /// `statement_start`.
     pub fn wait_for_no_lock_waiters(&self, statement_start: &str, timeout: Duration) {
+        self.wait_for_lock_waiters_where(statement_start, timeout, |waiting| waiting == 0);
+    }
+
+    fn wait_for_lock_waiters_where(
+        &self,
+        statement_start: &str,
+        timeout: Duration,
+        done: impl Fn(i64) -> bool,
+    ) {
         let pattern = format!("{}%", statement_start.replace('%', "\\%"));
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -198,13 +185,13 @@ impl Sql {
                 &[&pattern],
             )[0]
             .get(0);
-            if waiting == 0 {
+            if done(waiting) {
                 return;
             }
             if std::time::Instant::now() >= deadline {
                 panic!(
-                    "{waiting} backend(s) still waiting for a lock in {statement_start:?} after \
-                     {timeout:?}:\n{}",
+                    "timed out after {timeout:?} with {waiting} backend(s) waiting for a lock in \
+                     {statement_start:?}; other backends:\n{}",
                     self.activity()
                 );
             }
