@@ -20,32 +20,19 @@ DB_TIMEOUT="${DB_TIMEOUT:-1500ms}"
 cargo build --release -p app --bin app --example bench_db --quiet
 BIN=target/release
 
-WORK="$(mktemp -d)"
-APP_PID=""
-DB_PID=""
+. bench/lib/throwaway_db.sh
 STOPPED=""
-cleanup() {
-    # Never leave the cluster frozen.
-    [ -n "$STOPPED" ] && kill -CONT $STOPPED 2>/dev/null || true
-    [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
-    exec 3>&- 2>/dev/null || true
-    [ -n "$DB_PID" ] && wait "$DB_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Never leave the cluster frozen.
+# shellcheck disable=SC2086 # STOPPED is a list of PIDs
+continue_stopped() { [ -n "$STOPPED" ] && kill -CONT $STOPPED 2>/dev/null || true; }
+CLEANUP_HOOKS+=(continue_stopped)
 
-mkfifo "$WORK/db.in"
-"$BIN/examples/bench_db" <"$WORK/db.in" >"$WORK/db.out" 2>"$WORK/db.log" &
-DB_PID=$!
-exec 3>"$WORK/db.in"
-for _ in $(seq 600); do [ -s "$WORK/db.out" ] && break; sleep 0.1; done
-DATABASE_URL="$(head -n1 "$WORK/db.out")"
-[ -n "$DATABASE_URL" ] || { echo "the database did not start:" >&2; cat "$WORK/db.log" >&2; exit 1; }
+start_throwaway_db
 DB_PORT="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).port)' "$DATABASE_URL")"
 POSTMASTER="$(pgrep -f -- "postgres -D .* -p $DB_PORT( |$)" | head -n1)"
 [ -n "$POSTMASTER" ] || { echo "no postmaster listening on port $DB_PORT" >&2; exit 1; }
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn DB_TIMEOUT="$DB_TIMEOUT" \
     "$BIN/app" 2>>"$WORK/app.log" &
 APP_PID=$!

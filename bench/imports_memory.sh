@@ -27,9 +27,7 @@ done
 cargo build --release -p app --bin app --example bench_db --quiet
 BIN=target/release
 
-WORK="$(mktemp -d)"
-APP_PID=""
-DB_PID=""
+. bench/lib/throwaway_db.sh
 stop_app() {
     if [ -n "$APP_PID" ]; then
         kill "$APP_PID" 2>/dev/null || true
@@ -37,24 +35,10 @@ stop_app() {
         APP_PID=""
     fi
 }
-cleanup() {
-    stop_app
-    # Closing its standard input stops bench_db and deletes its cluster.
-    exec 3>&- 2>/dev/null || true
-    [ -n "$DB_PID" ] && wait "$DB_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-mkfifo "$WORK/db.in"
-"$BIN/examples/bench_db" <"$WORK/db.in" >"$WORK/db.out" 2>"$WORK/db.log" &
-DB_PID=$!
-exec 3>"$WORK/db.in"
-for _ in $(seq 600); do [ -s "$WORK/db.out" ] && break; sleep 0.1; done
-DATABASE_URL="$(head -n1 "$WORK/db.out")"
-[ -n "$DATABASE_URL" ] || { echo "the database did not start:" >&2; cat "$WORK/db.log" >&2; exit 1; }
+start_throwaway_db
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 start_app() {
     DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn ALLOW_REGISTRATION=true "$BIN/app" 2>>"$WORK/app.log" &
