@@ -63,15 +63,17 @@ pub fn build_pool(db: &DbConfig, config: &AppConfig) -> anyhow::Result<Pool> {
 }
 
 /// Sets the session's `statement_timeout` on a new connection. A statement rather than a startup
-/// option: poolers such as PgBouncer refuse unknown startup parameters.
+/// option: poolers such as PgBouncer refuse unknown startup parameters. Typed, so it takes one
+/// round trip instead of a prepare and an execute: every new connection pays for it, within the
+/// request's budget.
 async fn set_statement_timeout(
     client: &tokio_postgres::Client,
     timeout: &str,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .query_one(
+        .query_typed(
             "SELECT set_config('statement_timeout', $1, false)",
-            &[&timeout],
+            &[(&timeout, tokio_postgres::types::Type::TEXT)],
         )
         .await
         .map(drop)
@@ -276,6 +278,27 @@ pub struct Parts<'a, C> {
     cut_off: &'a AtomicBool,
 }
 
+/// A [`Queries`] method that runs the client's method of the same name under the budget.
+macro_rules! bounded_statement {
+    ($name:ident -> $output:ty) => {
+        fn $name<'a, T>(
+            &'a self,
+            statement: &'a T,
+            params: &'a [&'a (dyn ToSql + Sync)],
+        ) -> BoxFuture<'a, Result<$output, DbError>>
+        where
+            T: ?Sized + ToStatement + Sync + Send,
+        {
+            let parts = self.parts();
+            Box::pin(bounded(
+                parts.budget,
+                parts.cut_off,
+                parts.client.$name(statement, params),
+            ))
+        }
+    };
+}
+
 /// Statements on a [`Db`] or a [`DbTransaction`], each bounded by the budget. (Boxed futures:
 /// one allocation per statement, and `Send` without higher-ranked inference trouble.)
 pub trait Queries: Sync {
@@ -283,69 +306,10 @@ pub trait Queries: Sync {
 
     fn parts(&self) -> Parts<'_, Self::Client>;
 
-    fn execute<'a, T>(
-        &'a self,
-        statement: &'a T,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> BoxFuture<'a, Result<u64, DbError>>
-    where
-        T: ?Sized + ToStatement + Sync + Send,
-    {
-        let parts = self.parts();
-        Box::pin(bounded(
-            parts.budget,
-            parts.cut_off,
-            parts.client.execute(statement, params),
-        ))
-    }
-
-    fn query<'a, T>(
-        &'a self,
-        statement: &'a T,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> BoxFuture<'a, Result<Vec<Row>, DbError>>
-    where
-        T: ?Sized + ToStatement + Sync + Send,
-    {
-        let parts = self.parts();
-        Box::pin(bounded(
-            parts.budget,
-            parts.cut_off,
-            parts.client.query(statement, params),
-        ))
-    }
-
-    fn query_one<'a, T>(
-        &'a self,
-        statement: &'a T,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> BoxFuture<'a, Result<Row, DbError>>
-    where
-        T: ?Sized + ToStatement + Sync + Send,
-    {
-        let parts = self.parts();
-        Box::pin(bounded(
-            parts.budget,
-            parts.cut_off,
-            parts.client.query_one(statement, params),
-        ))
-    }
-
-    fn query_opt<'a, T>(
-        &'a self,
-        statement: &'a T,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> BoxFuture<'a, Result<Option<Row>, DbError>>
-    where
-        T: ?Sized + ToStatement + Sync + Send,
-    {
-        let parts = self.parts();
-        Box::pin(bounded(
-            parts.budget,
-            parts.cut_off,
-            parts.client.query_opt(statement, params),
-        ))
-    }
+    bounded_statement!(execute -> u64);
+    bounded_statement!(query -> Vec<Row>);
+    bounded_statement!(query_one -> Row);
+    bounded_statement!(query_opt -> Option<Row>);
 
     /// Prepares `query` once per connection.
     fn prepare_cached<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Statement, DbError>> {

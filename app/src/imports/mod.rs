@@ -270,6 +270,36 @@ impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
     }
 }
 
+/// The scalar `visit_*` methods of a visitor of [`Document`]s: a scalar is neither shape the
+/// parsers look for.
+macro_rules! scalars_are_other_documents {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+
+        fn visit_unit<E>(self) -> Result<Document, E> {
+            Ok(Document::Other)
+        }
+    };
+}
+
 impl<'de> Visitor<'de> for DocumentSeed<'_> {
     type Value = Document;
 
@@ -299,29 +329,7 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
         Ok(found)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
+    scalars_are_other_documents!();
 }
 
 /// An object key, owned (keys are short; the document's values are what is large).
@@ -368,29 +376,7 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
         Ok(Document::Other)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<Document, E> {
-        Ok(Document::Other)
-    }
+    scalars_are_other_documents!();
 }
 
 /// One value, reduced to what its [`Shape`] names.
