@@ -63,6 +63,33 @@ fn configuration_errors_exit_78_naming_the_setting() {
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 
+/// `DRAIN_FD` naming an open descriptor that is not a pipe (here /dev/null on fd 5) is refused
+/// at start, not watched forever for a drain that never comes.
+#[test]
+fn a_drain_fd_that_is_not_a_pipe_is_a_configuration_error() {
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "exec 5</dev/null; exec \"$0\"",
+            env!("CARGO_BIN_EXE_app"),
+        ])
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            "postgres://u:p@127.0.0.1:1/db?sslmode=disable",
+        )
+        .env("DRAIN_FD", "5")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the app");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("DRAIN_FD") && stderr.contains("not a pipe"),
+        "{stderr}"
+    );
+}
+
 /// Health checks come every few seconds from the supervisor and balancers: at `info` an idle
 /// service writes nothing for them, while other requests are still logged.
 #[test]
