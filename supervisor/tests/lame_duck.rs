@@ -39,11 +39,17 @@ impl KeepAlive {
         }
     }
 
-    /// Sends `GET /livez` and reads the whole response (the body is framed by Content-Length).
+    /// Sends `GET /livez` and reads the whole response.
     fn get_livez(&mut self) -> std::io::Result<Answer> {
-        self.reader
-            .get_mut()
-            .write_all(b"GET /livez HTTP/1.1\r\nHost: app\r\n\r\n")?;
+        self.get("/livez")
+    }
+
+    /// Sends `GET path` and reads the whole response (the body is framed by Content-Length).
+    fn get(&mut self, path: &str) -> std::io::Result<Answer> {
+        write!(
+            self.reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: app\r\n\r\n"
+        )?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status = line
@@ -162,6 +168,17 @@ fn keep_alive_clients_are_told_to_leave(pid1: bool) {
         client.closed_by_server(),
         "the server closes the connection after that answer"
     );
+
+    // Every API response, errors included, not only the health route.
+    for (path, status) in [
+        ("/api/openapi.json", 200),
+        ("/api/entries", 401),
+        ("/nowhere", 404),
+    ] {
+        let answer = KeepAlive::connect(api).get(path).expect(path);
+        assert_eq!(answer.status, status, "{path}");
+        assert!(answer.connection_close, "Connection: close on {path}");
+    }
 
     // New connections are still accepted (a balancer may not have noticed yet) until DRAIN_DELAY ends.
     let mut late = KeepAlive::connect(api);
