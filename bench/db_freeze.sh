@@ -21,10 +21,9 @@ cargo build --release -p app --bin app --example bench_db --quiet
 BIN=target/release
 
 . bench/lib/throwaway_db.sh
-STOPPED=""
-# Never leave the cluster frozen.
-# shellcheck disable=SC2086 # STOPPED is a list of PIDs
-continue_stopped() { [ -n "$STOPPED" ] && kill -CONT $STOPPED 2>/dev/null || true; }
+# Never leave the cluster frozen: the load below writes the PIDs it stops to $WORK/stopped before stopping them.
+# shellcheck disable=SC2046 # one PID a line
+continue_stopped() { [ -s "$WORK/stopped" ] && kill -CONT $(cat "$WORK/stopped") 2>/dev/null || true; }
 CLEANUP_HOOKS+=(continue_stopped)
 
 start_throwaway_db
@@ -98,6 +97,8 @@ for t in threads:
     t.start()
 time.sleep(before)
 stopped = cluster_pids()
+with open(os.path.join(os.environ["WORK"], "stopped"), "w") as f:
+    f.write("\n".join(map(str, stopped)) + "\n")
 frozen_at = time.monotonic()
 for pid in stopped:
     os.kill(pid, signal.SIGSTOP)
