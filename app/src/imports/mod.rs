@@ -26,7 +26,7 @@ use serde_json::{Map, Number, Value};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::entries::model::{
-    check_description, check_duration_hours, check_project, stored_duration,
+    check_description, check_duration_hours, check_external_id, check_project, stored_duration,
 };
 
 /// Most entries one import may hold. A 10 MiB export of real entries holds far fewer (they
@@ -91,6 +91,16 @@ pub(crate) fn problem(at: Location, field: Option<&str>, message: impl Into<Stri
     }
 }
 
+/// Each listed problem's item index and field, for the JSON parsers' tests.
+#[cfg(test)]
+pub(crate) fn fields_by_index(problems: &Problems) -> Vec<(Option<usize>, Option<&str>)> {
+    problems
+        .listed()
+        .iter()
+        .map(|p| (p.index, p.field.as_deref()))
+        .collect()
+}
+
 /// What a parser produced from a valid file.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Parsed {
@@ -138,6 +148,60 @@ pub(crate) fn whole_number(number: &Number) -> Option<u64> {
         }
     };
     (whole <= MAX_JSON_INTEGER).then_some(whole)
+}
+
+/// What an item's id must be in the JSON formats.
+pub(crate) const ID_RULE: &str =
+    "must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string";
+
+/// The id member `field` of a JSON item: a whole number (see [`whole_number`]) or a valid
+/// id string. A missing or invalid id is reported and read as empty.
+pub(crate) fn read_id(
+    item: &Map<String, Value>,
+    field: &str,
+    report: &mut impl FnMut(&str, &str),
+) -> String {
+    match item.get(field) {
+        Some(Value::Number(n)) => match whole_number(n) {
+            Some(id) => id.to_string(),
+            None => {
+                report(field, ID_RULE);
+                String::new()
+            }
+        },
+        Some(Value::String(s)) => match check_external_id(s) {
+            Ok(()) => s.clone(),
+            Err(m) => {
+                report(field, &m);
+                String::new()
+            }
+        },
+        None | Some(Value::Null) => {
+            report(field, "is required");
+            String::new()
+        }
+        Some(_) => {
+            report(field, ID_RULE);
+            String::new()
+        }
+    }
+}
+
+/// An optional string member `field` of a JSON item: `None` when absent or null. Any other
+/// value is reported and read as empty.
+pub(crate) fn read_optional_string(
+    item: &Map<String, Value>,
+    field: &str,
+    report: &mut impl FnMut(&str, &str),
+) -> Option<String> {
+    match item.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            report(field, "must be a string or null");
+            Some(String::new())
+        }
+    }
 }
 
 /// Collects the records of an import, refusing more than [`MAX_ENTRIES`].

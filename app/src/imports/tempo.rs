@@ -6,10 +6,10 @@ use time::macros::format_description;
 use time::{Date, PrimitiveDateTime, Time};
 
 use super::{
-    check_common, hours, problem, read_items, unreadable, whole_number, Document, ImportRecord,
-    Location, Parsed, Problems, Records, Shape, StartTime, SCALAR,
+    check_common, hours, problem, read_id, read_items, read_optional_string, unreadable,
+    whole_number, Document, ImportRecord, Location, Parsed, Problems, Records, Shape, StartTime,
+    ID_RULE, SCALAR,
 };
-use crate::entries::model::check_external_id;
 
 pub const SOURCE: &str = "tempo";
 
@@ -22,8 +22,6 @@ static ITEM: Shape = Shape(&[
     ("description", SCALAR),
     ("issue", Shape(&[("key", SCALAR), ("id", SCALAR)])),
 ]);
-
-const ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string";
 
 /// Parses Tempo v4 worklogs.
 ///
@@ -70,30 +68,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Option<Imp
         problems.push(problem(at, Some(field), message));
     };
 
-    let external_id = match object.get("tempoWorklogId") {
-        Some(Value::Number(n)) => match whole_number(n) {
-            Some(id) => id.to_string(),
-            None => {
-                report("tempoWorklogId", ID_RULE);
-                String::new()
-            }
-        },
-        Some(Value::String(s)) => match check_external_id(s) {
-            Ok(()) => s.clone(),
-            Err(m) => {
-                report("tempoWorklogId", &m);
-                String::new()
-            }
-        },
-        None | Some(Value::Null) => {
-            report("tempoWorklogId", "is required");
-            String::new()
-        }
-        Some(_) => {
-            report("tempoWorklogId", ID_RULE);
-            String::new()
-        }
-    };
+    let external_id = read_id(object, "tempoWorklogId", &mut report);
 
     let seconds = match object.get("timeSpentSeconds") {
         Some(Value::Number(n)) => match n.as_f64() {
@@ -151,22 +126,12 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Option<Imp
         }
     };
 
-    let description = match object.get("description") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            report("description", "must be a string or null");
-            String::new()
-        }
-    };
+    let description = read_optional_string(object, "description", &mut report).unwrap_or_default();
 
     let project = match object.get("issue") {
         None | Some(Value::Null) => String::new(),
         Some(Value::Object(issue)) if !is_issue_id(issue.get("id")) => {
-            report(
-                "issue",
-                "id must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string",
-            );
+            report("issue", &format!("id {ID_RULE}"));
             String::new()
         }
         Some(Value::Object(issue)) => match (issue.get("key"), issue.get("id")) {
@@ -227,6 +192,7 @@ fn parse_time(s: &str) -> Option<Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imports::fields_by_index;
     use serde_json::json;
     use time::macros::datetime;
 
@@ -265,13 +231,8 @@ mod tests {
             {"tempoWorklogId": 3, "startDate": "2024-03-10", "issue": "PROJ-1"}
         ]}))
         .unwrap_err();
-        let listed: Vec<(Option<usize>, Option<&str>)> = problems
-            .listed()
-            .iter()
-            .map(|p| (p.index, p.field.as_deref()))
-            .collect();
         assert_eq!(
-            listed,
+            fields_by_index(&problems),
             [
                 (Some(1), Some("tempoWorklogId")),
                 (Some(1), Some("timeSpentSeconds")),

@@ -5,10 +5,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{
-    check_common, hours, problem, read_items, unreadable, whole_number, Document, ImportRecord,
-    Location, Parsed, Problems, Records, Shape, StartTime, SCALAR,
+    check_common, hours, problem, read_id, read_items, read_optional_string, unreadable,
+    whole_number, Document, ImportRecord, Location, Parsed, Problems, Records, Shape, StartTime,
+    SCALAR,
 };
-use crate::entries::model::{check_date, check_external_id};
+use crate::entries::model::check_date;
 
 pub const SOURCE: &str = "toggl";
 
@@ -55,7 +56,6 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Problems> {
     problems.or_ok(Parsed { records, skipped })
 }
 
-const ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or a string";
 const PROJECT_ID_RULE: &str = "must be an integer from 0 to 9007199254740991 (2^53 - 1) or null";
 
 enum Item {
@@ -75,30 +75,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
         problems.push(problem(at, Some(field), message));
     };
 
-    let external_id = match object.get("id") {
-        Some(Value::Number(n)) => match whole_number(n) {
-            Some(id) => id.to_string(),
-            None => {
-                report("id", ID_RULE);
-                String::new()
-            }
-        },
-        Some(Value::String(s)) => match check_external_id(s) {
-            Ok(()) => s.clone(),
-            Err(m) => {
-                report("id", &m);
-                String::new()
-            }
-        },
-        None | Some(Value::Null) => {
-            report("id", "is required");
-            String::new()
-        }
-        Some(_) => {
-            report("id", ID_RULE);
-            String::new()
-        }
-    };
+    let external_id = read_id(object, "id", &mut report);
 
     let duration_seconds = match object.get("duration") {
         Some(Value::Number(n)) => n.as_f64(),
@@ -136,14 +113,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
         }
     };
 
-    let description = match object.get("description") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            report("description", "must be a string or null");
-            String::new()
-        }
-    };
+    let description = read_optional_string(object, "description", &mut report).unwrap_or_default();
 
     let project_id = match object.get("project_id") {
         None | Some(Value::Null) => None,
@@ -159,14 +129,8 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
             None
         }
     };
-    let project = match object.get("project_name") {
-        Some(Value::String(name)) => name.clone(),
-        None | Some(Value::Null) => project_id.unwrap_or_default(),
-        Some(_) => {
-            report("project_name", "must be a string or null");
-            String::new()
-        }
-    };
+    let project = read_optional_string(object, "project_name", &mut report)
+        .unwrap_or_else(|| project_id.unwrap_or_default());
 
     let deleted = match object.get("server_deleted_at") {
         None | Some(Value::Null) => false,
@@ -207,7 +171,8 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imports::MAX_JSON_INTEGER;
+    use crate::imports::fields_by_index;
+    use crate::imports::{ID_RULE, MAX_JSON_INTEGER};
     use serde_json::json;
 
     fn parse(document: &Value) -> Result<Parsed, Problems> {
@@ -252,13 +217,8 @@ mod tests {
             {"id": 1, "start": "2024-03-10T09:00:00Z", "duration": 120}
         ]))
         .unwrap_err();
-        let listed: Vec<(Option<usize>, Option<&str>)> = problems
-            .listed()
-            .iter()
-            .map(|p| (p.index, p.field.as_deref()))
-            .collect();
         assert_eq!(
-            listed,
+            fields_by_index(&problems),
             [
                 (Some(1), Some("id")),
                 (Some(1), Some("duration")),
@@ -279,13 +239,8 @@ mod tests {
             {"id": 2, "start": "2024-03-10T09:00:00Z", "duration": 5, "server_deleted_at": 7}
         ]))
         .unwrap_err();
-        let listed: Vec<(Option<usize>, Option<&str>)> = problems
-            .listed()
-            .iter()
-            .map(|p| (p.index, p.field.as_deref()))
-            .collect();
         assert_eq!(
-            listed,
+            fields_by_index(&problems),
             [
                 (Some(0), Some("project")),
                 (Some(1), Some("server_deleted_at"))
