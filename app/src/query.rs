@@ -2,6 +2,9 @@
 
 use std::str::FromStr;
 
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
 use crate::error::{ApiError, ApiResult};
 
 /// The decoded parameters of a query string, in order.
@@ -89,21 +92,44 @@ impl Query {
             .ok_or_else(|| ApiError::invalid_parameter(name, "is required"))
     }
 
-    /// An RFC 3339 timestamp parameter.
-    pub fn timestamp_opt(&self, name: &str) -> ApiResult<Option<time::OffsetDateTime>> {
-        match self.get(name)? {
-            None => Ok(None),
-            Some(raw) => {
-                time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-                    .map(Some)
-                    .map_err(|err| {
-                        ApiError::invalid_parameter(
-                            name,
-                            format!("{raw:?} is not an RFC 3339 timestamp: {err}"),
-                        )
-                    })
+    /// An RFC 3339 timestamp parameter, as UTC.
+    ///
+    /// The database driver converts to UTC and would panic past year 9999, so such
+    /// an instant (e.g. `9999-12-31T23:59:59-23:59`) is refused here.
+    pub fn utc_timestamp(&self, name: &str) -> ApiResult<Option<OffsetDateTime>> {
+        const START_OF_10000: i64 = 253_402_300_800;
+        let Some(raw) = self.get(name)? else {
+            return Ok(None);
+        };
+        let timestamp = OffsetDateTime::parse(raw, &Rfc3339).map_err(|err| {
+            ApiError::invalid_parameter(
+                name,
+                format!("{raw:?} is not an RFC 3339 timestamp: {err}"),
+            )
+        })?;
+        if timestamp.unix_timestamp() >= START_OF_10000 {
+            return Err(ApiError::invalid_parameter(
+                name,
+                "must be before the year 10000 in UTC",
+            ));
+        }
+        Ok(Some(timestamp.to_offset(UtcOffset::UTC)))
+    }
+
+    /// The half-open range `from` (inclusive) to `to` (exclusive), either end optional, as
+    /// UTC; 400 naming `to` when it is before `from`.
+    pub fn utc_range(&self) -> ApiResult<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+        let from = self.utc_timestamp("from")?;
+        let to = self.utc_timestamp("to")?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if to < from {
+                return Err(ApiError::invalid_parameter(
+                    "to",
+                    "must not be before `from`",
+                ));
             }
         }
+        Ok((from, to))
     }
 
     /// An integer parameter within `min..=max`.
@@ -131,7 +157,7 @@ mod tests {
         let q = Query::parse(Some("limit=20&project=a%20b&from=2024-01-01T00:00:00Z"));
         assert_eq!(q.get("project").unwrap(), Some("a b"));
         assert_eq!(q.int_in_range("limit", 1, 500).unwrap(), Some(20));
-        assert!(q.timestamp_opt("from").unwrap().is_some());
+        assert!(q.utc_timestamp("from").unwrap().is_some());
         assert!(q.reject_unknown(&["limit", "project", "from"]).is_ok());
         let err = q.reject_unknown(&["limit"]).unwrap_err();
         assert_eq!(err.field(), Some("project"));
@@ -144,7 +170,7 @@ mod tests {
             q.int_in_range("limit", 1, 500).unwrap_err().field(),
             Some("limit")
         );
-        assert_eq!(q.timestamp_opt("from").unwrap_err().field(), Some("from"));
+        assert_eq!(q.utc_timestamp("from").unwrap_err().field(), Some("from"));
         assert!(q.get("x").is_err());
         assert!(q.parse_opt::<i64>("n").is_err());
         assert!(q.parse_required::<i64>("missing").is_err());

@@ -45,21 +45,6 @@ impl Cursor {
     }
 }
 
-/// An RFC 3339 query parameter, as UTC.
-///
-/// The database driver converts to UTC and would panic past year 9999, so such
-/// an instant (e.g. `9999-12-31T23:59:59-23:59`) is refused here.
-pub(crate) fn utc_timestamp(query: &Query, name: &str) -> ApiResult<Option<OffsetDateTime>> {
-    const START_OF_10000: i64 = 253_402_300_800;
-    match query.timestamp_opt(name)? {
-        Some(t) if t.unix_timestamp() >= START_OF_10000 => Err(ApiError::invalid_parameter(
-            name,
-            "must be before the year 10000 in UTC",
-        )),
-        other => Ok(other.map(|t| t.to_offset(time::UtcOffset::UTC))),
-    }
-}
-
 /// The validated query of a list request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListParams {
@@ -75,16 +60,7 @@ impl ListParams {
     /// Every bad parameter is a 400 naming it.
     pub fn parse(query: &Query) -> ApiResult<ListParams> {
         query.reject_unknown(&PARAMETERS)?;
-        let from = utc_timestamp(query, "from")?;
-        let to = utc_timestamp(query, "to")?;
-        if let (Some(from), Some(to)) = (from, to) {
-            if to < from {
-                return Err(ApiError::invalid_parameter(
-                    "to",
-                    "must not be before `from`",
-                ));
-            }
-        }
+        let (from, to) = query.utc_range()?;
         let source = query.get("source")?.map(str::to_owned);
         if let Some(source) = &source {
             check_source(source).map_err(|m| ApiError::invalid_parameter("source", m))?;

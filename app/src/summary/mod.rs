@@ -12,7 +12,6 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::{DbError, Queries};
-use crate::entries::list::utc_timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
@@ -65,16 +64,7 @@ pub struct SummaryParams {
 impl SummaryParams {
     pub fn parse(query: &Query) -> ApiResult<SummaryParams> {
         query.reject_unknown(&PARAMETERS)?;
-        let from = utc_timestamp(query, "from")?;
-        let to = utc_timestamp(query, "to")?;
-        if let (Some(from), Some(to)) = (from, to) {
-            if to < from {
-                return Err(ApiError::invalid_parameter(
-                    "to",
-                    "must not be before `from`",
-                ));
-            }
-        }
+        let (from, to) = query.utc_range()?;
         let tz = match query.get("tz")? {
             None => "UTC".to_owned(),
             Some(tz) if tz.is_empty() || tz.len() > 64 => {
