@@ -46,14 +46,36 @@ impl RestartPolicy {
     }
 }
 
+/// What start-up needs: the database, and how long to wait for it and for the migration lock.
+#[derive(Debug, Clone)]
+pub struct StartUp {
+    pub db: DbConfig,
+    pub db_wait: Duration,
+    pub lock_wait: Duration,
+}
+
+impl StartUp {
+    /// Also all that `supervisor migrate` needs.
+    pub fn from_env() -> Result<StartUp, ConfigError> {
+        Ok(StartUp {
+            // The server's view of who holds the migration lock names the replica; a server that goes silent is
+            // given up after about 25 s rather than hours.
+            db: DbConfig::from_env()?
+                .identify_as("supervisor")
+                .with_keepalives(Duration::from_secs(10), Duration::from_secs(5), 3),
+            db_wait: env_duration("DB_WAIT", Duration::from_secs(60))?,
+            lock_wait: env_duration("MIGRATION_LOCK_WAIT", Duration::from_secs(600))?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub db: DbConfig,
+    pub start_up: StartUp,
     pub health: HealthConfig,
     pub stop_grace: Duration,
     pub drain_delay: Duration,
     pub restart: RestartPolicy,
-    pub db_wait: Duration,
     /// Program and arguments of the child.
     pub command: Vec<OsString>,
 }
@@ -70,7 +92,7 @@ impl Config {
             command
         };
         Ok(Config {
-            db: DbConfig::from_env()?,
+            start_up: StartUp::from_env()?,
             health: HealthConfig::from_env(child_is_app, app_port()?)?,
             stop_grace: env_duration("STOP_GRACE", Duration::from_secs(8))?,
             drain_delay: env_duration("DRAIN_DELAY", Duration::ZERO)?,
@@ -79,17 +101,8 @@ impl Config {
                 Some(value) => RestartPolicy::parse(&value)
                     .map_err(|problem| ConfigError::new("RESTART", problem))?,
             },
-            db_wait: env_duration("DB_WAIT", Duration::from_secs(60))?,
             command,
         })
-    }
-
-    /// The settings `supervisor migrate` needs.
-    pub fn migrate_from_env() -> Result<(DbConfig, Duration), ConfigError> {
-        Ok((
-            DbConfig::from_env()?,
-            env_duration("DB_WAIT", Duration::from_secs(60))?,
-        ))
     }
 }
 

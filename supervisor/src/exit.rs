@@ -10,6 +10,8 @@ pub enum Exit {
     Config(String),
     /// 69: PostgreSQL did not answer within DB_WAIT.
     Unavailable(String),
+    /// 75: another session still held the migration lock after MIGRATION_LOCK_WAIT.
+    LockTimeout(String),
     /// 65: a migration failed or the applied history diverged from the embedded one.
     Migration(String),
     /// 126: the command exists but cannot be executed.
@@ -28,6 +30,7 @@ impl Exit {
             Exit::Usage(_) => 64,
             Exit::Config(_) => 78,
             Exit::Unavailable(_) => 69,
+            Exit::LockTimeout(_) => 75,
             Exit::Migration(_) => 65,
             Exit::CommandNotExecutable(_) => 126,
             Exit::CommandNotFound(_) => 127,
@@ -41,6 +44,7 @@ impl Exit {
             Exit::Usage(m)
             | Exit::Config(m)
             | Exit::Unavailable(m)
+            | Exit::LockTimeout(m)
             | Exit::Migration(m)
             | Exit::CommandNotExecutable(m)
             | Exit::CommandNotFound(m) => Some(m),

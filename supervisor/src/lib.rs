@@ -101,7 +101,13 @@ async fn supervise(
     }
     let state = Arc::new(State::new());
     let addr = config.health.addr;
-    if let Err(err) = health::start(config.health.clone(), config.db.clone(), state.clone()).await {
+    if let Err(err) = health::start(
+        config.health.clone(),
+        config.start_up.db.clone(),
+        state.clone(),
+    )
+    .await
+    {
         return Exit::Config(format!(
             "configuration error: HEALTH_ADDR: cannot listen on {addr}: {err}"
         ));
@@ -110,9 +116,8 @@ async fn supervise(
 }
 
 async fn migrate_only(signals: UnboundedReceiver<nix::sys::signal::Signal>) -> Exit {
-    let (db, wait) = match Config::migrate_from_env() {
-        Ok(settings) => settings,
-        Err(err) => return err.into(),
-    };
-    lifecycle::migrate_only(db, wait, signals).await
+    match config::StartUp::from_env() {
+        Ok(start_up) => lifecycle::migrate_only(start_up, signals).await,
+        Err(err) => err.into(),
+    }
 }

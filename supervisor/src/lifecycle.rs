@@ -12,10 +12,8 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, Duration, Instant};
 
-use common::db::DbConfig;
-
 use crate::child;
-use crate::config::{Config, RestartPolicy};
+use crate::config::{Config, RestartPolicy, StartUp};
 use crate::drain::{self, DrainNotice};
 use crate::exit::Exit;
 use crate::migrate;
@@ -52,8 +50,7 @@ impl Supervisor {
         if let Err(exit) = child::check(&self.config.command) {
             return self.exit(exit);
         }
-        let (db, wait) = (self.config.db.clone(), self.config.db_wait);
-        match start_up(&db, wait, &mut self.signals).await {
+        match start_up(&self.config.start_up, &self.state, &mut self.signals).await {
             Ok(version) => self.state.set_migration_version(version),
             Err(exit) => return self.exit(exit),
         }
@@ -216,12 +213,8 @@ impl Supervisor {
 }
 
 /// `supervisor migrate`: start-up without the child.
-pub async fn migrate_only(
-    db: DbConfig,
-    wait: Duration,
-    mut signals: UnboundedReceiver<Signal>,
-) -> Exit {
-    match start_up(&db, wait, &mut signals).await {
+pub async fn migrate_only(settings: StartUp, mut signals: UnboundedReceiver<Signal>) -> Exit {
+    match start_up(&settings, &State::new(), &mut signals).await {
         Ok(_) => Exit::Child(0),
         Err(exit) => exit,
     }
@@ -229,13 +222,13 @@ pub async fn migrate_only(
 
 /// Waits for PostgreSQL and applies the migrations; a stop signal ends it at once (there is no child yet).
 async fn start_up(
-    db: &DbConfig,
-    wait: Duration,
+    settings: &StartUp,
+    state: &State,
     signals: &mut UnboundedReceiver<Signal>,
 ) -> Result<i64, Exit> {
     let work = async {
-        let mut client = migrate::wait_for_database(db, wait).await?;
-        migrate::migrate(&mut client).await
+        let mut client = migrate::wait_for_database(&settings.db, settings.db_wait).await?;
+        migrate::migrate(&mut client, settings.lock_wait, state).await
     };
     match until_stopped(signals, work).await {
         Ok(Ok(version)) => {

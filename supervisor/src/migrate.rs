@@ -1,13 +1,31 @@
-//! Waiting for PostgreSQL and applying the embedded migrations under a session advisory lock, so that any number
-//! of replicas starting at once apply each migration exactly once.
+//! Waiting for PostgreSQL, then applying the embedded migrations under the migration lock, so that any number of
+//! replicas starting at once apply each migration exactly once.
+//!
+//! The lock is a transaction-level advisory lock, taken in the very transaction that reads the history and applies
+//! the migrations. It cannot outlive that transaction: a holder that crashes, or whose connection the server drops,
+//! releases it with the rollback. All the work is one transaction on one server connection, so a transaction-mode
+//! pooler (PgBouncer) keeps it together; every statement is simple-protocol or an unnamed typed statement, which such
+//! poolers pass through intact, and every setting is transaction-local, so nothing leaks to the pool.
+//!
+//! Waiting is bounded and visible: each attempt queues for the lock for at most a second, then looks up who holds it
+//! (`pg_locks` and `pg_stat_activity`), tells the health listener, logs it every few seconds, and gives up after
+//! MIGRATION_LOCK_WAIT.
 
+use std::fmt;
 use std::time::Duration;
 
 use common::db::{Cause, DbConfig};
+use refinery::Migration;
+use refinery_core::traits::r#async::{AsyncMigrate, AsyncQuery, AsyncTransaction};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::time::Instant;
-use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Transaction};
 
 use crate::exit::Exit;
+use crate::state::{LockWait, State};
 
 refinery::embed_migrations!("../migrations");
 
@@ -16,6 +34,55 @@ pub const LOCK_KEY: i64 = 0x7474_6d69_6772_6174;
 
 /// The longest a single connection attempt may take: a blackholed server must not stretch the wait.
 const ATTEMPT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long one attempt queues for the lock before looking at who holds it.
+const LOCK_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// How often the holder is logged while waiting.
+const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The migration transaction's own settings, each transaction-local and set only where the server knows it
+/// (`client_connection_check_interval` is PostgreSQL 14+):
+/// - no `statement_timeout`: a pooled server connection may carry one another client left behind;
+/// - the server gives up on us if we go silent: TCP keepalives after 10 s idle, every 5 s, 3 misses (about 25 s),
+///   checked even while a statement runs, and at most 30 s idle inside the transaction (a frozen holder).
+const TRANSACTION_SETTINGS: &str = "SELECT set_config(name, setting, true) \
+     FROM (VALUES ('statement_timeout', '0'), ('tcp_keepalives_idle', '10'), \
+                  ('tcp_keepalives_interval', '5'), ('tcp_keepalives_count', '3'), \
+                  ('client_connection_check_interval', '5s'), \
+                  ('idle_in_transaction_session_timeout', '30s')) AS wanted(name, setting) \
+     WHERE name IN (SELECT name FROM pg_settings)";
+
+/// The session holding the migration lock, as `pg_locks` and `pg_stat_activity` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: i32,
+    /// Empty when the session set none, `None` when this role may not see it.
+    pub application_name: Option<String>,
+    /// `address:port`, or `None` for a local socket or when this role may not see it.
+    pub client: Option<String>,
+    /// The age of the holder's transaction (its session's, for a session-level lock).
+    pub held_for: Option<Duration>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} (", self.pid)?;
+        match self.application_name.as_deref() {
+            Some("") => f.write_str("no application_name")?,
+            Some(name) => write!(f, "{name:?}")?,
+            None => f.write_str("application_name hidden")?,
+        }
+        match &self.client {
+            Some(client) => write!(f, " from {client}")?,
+            None => f.write_str(" from a local socket or hidden address")?,
+        }
+        if let Some(held_for) = self.held_for {
+            write!(f, ", for {}s", held_for.as_secs())?;
+        }
+        f.write_str(")")
+    }
+}
 
 /// Connects to PostgreSQL, retrying with backoff (100 ms doubling to 2 s) until `wait` has passed.
 pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, Exit> {
@@ -51,38 +118,143 @@ pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, 
     }
 }
 
-/// Applies every pending migration in one transaction while holding the advisory lock, and returns the schema
-/// version. The lock is a session lock: if this process dies, PostgreSQL releases it with the connection.
-pub async fn migrate(client: &mut Client) -> Result<i64, Exit> {
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-        .await
-        .map_err(|err| failed("cannot take the migration lock", &err))?
-        .get(0);
-    if !locked {
-        tracing::info!("another instance is migrating; waiting for it");
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+/// Takes the migration lock (waiting at most `lock_wait` for another session to release it, and telling `state`
+/// who holds it meanwhile), applies every pending migration in the same transaction, and returns the schema version.
+pub async fn migrate(client: &mut Client, lock_wait: Duration, state: &State) -> Result<i64, Exit> {
+    let started = Instant::now();
+    let give_up = started + lock_wait;
+    let mut next_log = started;
+    loop {
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|err| failed("cannot begin the migration transaction", &err))?;
+        let attempt = give_up
+            .saturating_duration_since(Instant::now())
+            .min(LOCK_ATTEMPT);
+        match take_lock(&transaction, attempt).await {
+            Ok(()) => {
+                state.set_lock_wait(None);
+                return run_locked(transaction).await;
+            }
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {}
+            Err(err) => return Err(failed("cannot take the migration lock", &err)),
+        }
+        // The failed attempt aborted the transaction; end it before asking who holds the lock.
+        transaction
+            .rollback()
             .await
             .map_err(|err| failed("cannot take the migration lock", &err))?;
+        let holder = lock_holder(client).await;
+        let now = Instant::now();
+        state.set_lock_wait(Some(LockWait {
+            since: started.into_std(),
+            holder: holder.clone(),
+        }));
+        let described = holder.as_ref().map_or_else(
+            || "a session that has just ended or cannot be seen".to_owned(),
+            LockHolder::to_string,
+        );
+        if now >= give_up {
+            return Err(Exit::LockTimeout(format!(
+                "the migration lock is still held after {} by {described}: if that session is stuck, end it \
+                 (SELECT pg_terminate_backend({})), or raise MIGRATION_LOCK_WAIT",
+                common::duration::format_duration(lock_wait),
+                holder.map_or_else(|| "PID".to_owned(), |h| h.pid.to_string()),
+            )));
+        }
+        if now >= next_log {
+            tracing::warn!(
+                holder_pid = holder.as_ref().map(|h| h.pid),
+                holder_application_name =
+                    holder.as_ref().and_then(|h| h.application_name.as_deref()),
+                holder_client = holder.as_ref().and_then(|h| h.client.as_deref()),
+                holder_for_s = holder
+                    .as_ref()
+                    .and_then(|h| h.held_for)
+                    .map(|d| d.as_secs()),
+                waited_s = (now - started).as_secs(),
+                "waiting for the migration lock held by {described}"
+            );
+            next_log = now + HOLDER_LOG_EVERY;
+        }
     }
-    let outcome = run_locked(client).await;
-    // Unlock even after a failure; should this fail too, closing the connection releases the lock.
-    if let Err(err) = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await
-    {
-        tracing::warn!(error = %err, "cannot release the migration lock; it goes with the connection");
-    }
-    outcome
 }
 
-async fn run_locked(client: &mut Client) -> Result<i64, Exit> {
+/// Sets the transaction's settings and queues for the lock for at most `attempt`.
+async fn take_lock(
+    transaction: &Transaction<'_>,
+    attempt: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let attempt = format!("{}ms", attempt.as_millis().max(1));
+    transaction.query_typed(TRANSACTION_SETTINGS, &[]).await?;
+    transaction
+        .query_typed(
+            "SELECT set_config('lock_timeout', $1, true)",
+            &[(&attempt, Type::TEXT)],
+        )
+        .await?;
+    transaction
+        .query_typed(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[(&LOCK_KEY, Type::INT8)],
+        )
+        .await?;
+    // Migrations wait for the locks they need for as long as it takes.
+    transaction
+        .query_typed("SELECT set_config('lock_timeout', '0', true)", &[])
+        .await
+        .map(drop)
+}
+
+/// The session that holds the migration lock, if any can be seen.
+async fn lock_holder(client: &Client) -> Option<LockHolder> {
+    // A bigint advisory key is stored as two oids (high and low half) with objsubid 1.
+    let high = (LOCK_KEY >> 32) as u32;
+    let low = LOCK_KEY as u32;
+    let rows = client
+        .query_typed(
+            "SELECT l.pid, a.application_name, host(a.client_addr), a.client_port, \
+                    extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::float8 \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.classid = $1 AND l.objid = $2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             LIMIT 1",
+            &[(&high, Type::OID), (&low, Type::OID)],
+        )
+        .await;
+    let row = match rows {
+        Ok(rows) => rows.into_iter().next()?,
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot look up the migration lock's holder");
+            return None;
+        }
+    };
+    let address: Option<String> = row.get(2);
+    let port: Option<i32> = row.get(3);
+    let held_for: Option<f64> = row.get(4);
+    Some(LockHolder {
+        pid: row.get(0),
+        application_name: row.get(1),
+        client: address.map(|address| match port {
+            Some(port) if address.contains(':') => format!("[{address}]:{port}"),
+            Some(port) => format!("{address}:{port}"),
+            None => address,
+        }),
+        held_for: held_for
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64),
+    })
+}
+
+async fn run_locked(transaction: Transaction<'_>) -> Result<i64, Exit> {
+    let mut locked = Locked(transaction);
     let report = migrations::runner()
         .set_grouped(true)
         .set_abort_divergent(true)
         .set_abort_missing(true)
-        .run_async(client)
+        .run_async(&mut locked)
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "migration failed");
@@ -98,12 +270,75 @@ async fn run_locked(client: &mut Client) -> Result<i64, Exit> {
             "migration applied"
         );
     }
-    let last = migrations::runner()
-        .get_last_applied_migration_async(client)
+    let version: Option<i32> = locked
+        .0
+        .query_typed("SELECT max(version) FROM refinery_schema_history", &[])
         .await
-        .map_err(|err| Exit::Migration(format!("cannot read the migration history: {err}")))?;
-    Ok(last.map_or(0, |m| i64::from(m.version())))
+        .map_err(|err| failed("cannot read the migration history", &err))?
+        .first()
+        .and_then(|row| row.get(0));
+    locked
+        .0
+        .commit()
+        .await
+        .map_err(|err| failed("cannot commit the migrations", &err))?;
+    Ok(version.map_or(0, i64::from))
 }
+
+/// The migration transaction as refinery sees it: what refinery runs as transactions of their own become
+/// statements of this one, so the lock, the history check and the migrations share one transaction.
+struct Locked<'a>(Transaction<'a>);
+
+#[derive(Debug, thiserror::Error)]
+enum LockedError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the migration history has a malformed row: {0}")]
+    History(String),
+}
+
+impl AsyncTransaction for Locked<'_> {
+    type Error = LockedError;
+
+    async fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
+        &'a mut self,
+        queries: T,
+    ) -> Result<usize, LockedError> {
+        let mut count = 0;
+        for query in queries {
+            self.0.batch_execute(query).await?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+impl AsyncQuery<Vec<Migration>> for Locked<'_> {
+    async fn query(&mut self, query: &str) -> Result<Vec<Migration>, LockedError> {
+        let rows = self.0.query_typed(query, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                let version: i32 = row.try_get(0)?;
+                let applied_on: String = row.try_get(2)?;
+                let checksum: String = row.try_get(3)?;
+                let applied_on = OffsetDateTime::parse(&applied_on, &Rfc3339).map_err(|_| {
+                    LockedError::History(format!("V{version} applied_on {applied_on:?}"))
+                })?;
+                let checksum = checksum.parse::<u64>().map_err(|_| {
+                    LockedError::History(format!("V{version} checksum {checksum:?}"))
+                })?;
+                Ok(Migration::applied(
+                    version,
+                    row.try_get(1)?,
+                    applied_on,
+                    checksum,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl AsyncMigrate for Locked<'_> {}
 
 fn migration_error_summary(err: &refinery::Error) -> String {
     use refinery::error::Kind;

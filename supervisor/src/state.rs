@@ -5,7 +5,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
+use crate::migrate::LockHolder;
 
 /// The supervisor's lifecycle phase, as the health listener reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +39,25 @@ pub struct ChildInfo {
     pub started_at: SystemTime,
 }
 
+/// Start-up is waiting for the migration lock that another session holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockWait {
+    pub since: Instant,
+    /// Who held the lock when last looked at; `None` if it could not be told.
+    pub holder: Option<LockHolder>,
+}
+
 #[derive(Debug)]
 struct Inner {
+    phase: Phase,
     child: Option<ChildInfo>,
     restarts: u32,
     migration_version: Option<i64>,
+    lock_wait: Option<LockWait>,
 }
 
 #[derive(Debug)]
 pub struct State {
-    phase: watch::Sender<Phase>,
     inner: Mutex<Inner>,
 }
 
@@ -61,11 +70,12 @@ impl Default for State {
 impl State {
     pub fn new() -> Self {
         State {
-            phase: watch::Sender::new(Phase::Starting),
             inner: Mutex::new(Inner {
+                phase: Phase::Starting,
                 child: None,
                 restarts: 0,
                 migration_version: None,
+                lock_wait: None,
             }),
         }
     }
@@ -76,16 +86,11 @@ impl State {
     }
 
     pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
-    /// Watch phase changes (the health listener and tests await them instead of polling).
-    pub fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.phase.subscribe()
+        self.inner().phase
     }
 
     pub fn set_phase(&self, phase: Phase) {
-        self.phase.send_replace(phase);
+        self.inner().phase = phase;
     }
 
     pub fn child(&self) -> Option<ChildInfo> {
@@ -112,5 +117,14 @@ impl State {
 
     pub fn set_migration_version(&self, version: i64) {
         self.inner().migration_version = Some(version);
+    }
+
+    /// While start-up waits for the migration lock: since when, and who holds it.
+    pub fn lock_wait(&self) -> Option<LockWait> {
+        self.inner().lock_wait.clone()
+    }
+
+    pub fn set_lock_wait(&self, wait: Option<LockWait>) {
+        self.inner().lock_wait = wait;
     }
 }

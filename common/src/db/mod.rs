@@ -235,6 +235,38 @@ impl DbConfig {
         })
     }
 
+    /// Names this program's connections `{program}@{host name}` (truncated to PostgreSQL's 63 bytes), so that
+    /// `pg_stat_activity` tells replicas apart, unless the URL chose an `application_name` itself.
+    pub fn identify_as(mut self, program: &str) -> DbConfig {
+        if self.pg.get_application_name().is_none() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let mut name = format!("{program}@{}", host.trim());
+            let mut end = name.len().min(63);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+            self.pg.application_name(&name);
+        }
+        self
+    }
+
+    /// TCP keepalives on this side of the connection, so that a server whose network went silent is given up
+    /// after `idle + interval * retries` instead of the kernel's default of over two hours.
+    pub fn with_keepalives(mut self, idle: Duration, interval: Duration, retries: u32) -> DbConfig {
+        self.pg
+            .keepalives(true)
+            .keepalives_idle(idle)
+            .keepalives_interval(interval)
+            .keepalives_retries(retries);
+        self
+    }
+
+    /// The `application_name` connections carry, if any.
+    pub fn application_name(&self) -> Option<&str> {
+        self.pg.get_application_name()
+    }
+
     /// `host:port/dbname` (or the socket) for log lines: no user, no password.
     pub fn describe(&self) -> String {
         self.target.clone()
