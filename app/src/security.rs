@@ -101,21 +101,14 @@ pub fn require_origin_for_cookie(
     headers: &HeaderMap,
     cors_origins: &[String],
 ) -> ApiResult<()> {
-    if !is_unsafe(method) {
-        return Ok(());
-    }
-    match request_origin(headers) {
-        Some(origin) if is_trusted_origin(origin, headers, cors_origins) => Ok(()),
-        Some(_) => Err(ApiError::forbidden(
-            "origin_not_allowed",
-            "Requests from this origin are not allowed.",
-        )),
-        None => Err(ApiError::forbidden(
+    if is_unsafe(method) && request_origin(headers).is_none() {
+        return Err(ApiError::forbidden(
             "origin_required",
             "A request authenticated by the session cookie must carry an Origin header; \
              API clients should send Authorization: Bearer instead.",
-        )),
+        ));
     }
+    check_foreign_origin(method, headers, cors_origins)
 }
 
 /// Adds the CORS response headers when the request comes from one of `CORS_ORIGINS`.
