@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::config::{env_duration, env_var, ConfigError};
+use common::config::{app_port, env_duration, env_var, ConfigError};
 
 /// Settings of the HTTP API (the database settings are `common::db::DbConfig`).
 #[derive(Debug, Clone)]
@@ -44,8 +44,6 @@ pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Default of `DB_IMPORT_TIMEOUT`: about ten times what the largest upload (10 MiB) takes.
 pub const DEFAULT_DB_IMPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
-const DEFAULT_PORT: u16 = 3000;
-
 impl AppConfig {
     pub fn from_env() -> Result<AppConfig, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -56,7 +54,7 @@ impl AppConfig {
         // The wait for a free connection is part of the request's database work.
         let pool_wait = positive("DB_POOL_WAIT", env_duration("DB_POOL_WAIT", db_timeout)?)?;
         let config = AppConfig {
-            port: port_from_env()?,
+            port: app_port()?,
             cors_origins: match env_var("CORS_ORIGINS")? {
                 None => Vec::new(),
                 Some(list) => parse_origins(&list)?,
@@ -102,19 +100,6 @@ impl AppConfig {
             ));
         }
         Ok(config)
-    }
-}
-
-fn port_from_env() -> Result<u16, ConfigError> {
-    match env_var("PORT")? {
-        None => Ok(DEFAULT_PORT),
-        Some(raw) => match raw.trim().parse::<u16>() {
-            Ok(0) | Err(_) => Err(ConfigError::new(
-                "PORT",
-                format!("expected a port number 1-65535, got {raw:?}"),
-            )),
-            Ok(port) => Ok(port),
-        },
     }
 }
 

@@ -42,6 +42,34 @@ pub fn env_duration(name: &str, default: Duration) -> Result<Duration, ConfigErr
     }
 }
 
+/// Default of `PORT`.
+pub const DEFAULT_APP_PORT: u16 = 3000;
+
+/// `PORT`, the app's API port (the supervisor's default child check talks to it): 1 to 65535,
+/// [`DEFAULT_APP_PORT`] when unset.
+pub fn app_port() -> Result<u16, ConfigError> {
+    match env_var("PORT")? {
+        None => Ok(DEFAULT_APP_PORT),
+        Some(value) => parse_port(&value).ok_or_else(|| {
+            ConfigError::new(
+                "PORT",
+                format!(
+                    "\"{}\" is not a TCP port (1-65535)",
+                    bounded_escaped(&value)
+                ),
+            )
+        }),
+    }
+}
+
+/// Digits only (no sign or spaces, which `u16::from_str` would partly accept), 1 to 65535.
+fn parse_port(value: &str) -> Option<u16> {
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<u16>().ok().filter(|&port| port > 0)
+}
+
 /// User input for a message: escaped (control and non-ASCII characters as `\u{..}`), cut after about 48 bytes
 /// of output with `...`, so a message stays one short line whatever the input.
 pub fn bounded_escaped(input: &str) -> String {
@@ -86,6 +114,16 @@ mod tests {
             bounded_escaped(&"x".repeat(49)),
             format!("{}...", "x".repeat(48))
         );
+    }
+
+    #[test]
+    fn ports_are_digits_from_1_to_65535() {
+        assert_eq!(parse_port("1"), Some(1));
+        assert_eq!(parse_port("3000"), Some(3000));
+        assert_eq!(parse_port("65535"), Some(65535));
+        for bad in ["", "0", "65536", "+80", "-1", " 80", "80 ", "8o", "0x50"] {
+            assert_eq!(parse_port(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{env_duration, env_var, ConfigError};
+use common::config::{app_port, env_duration, env_var, ConfigError};
 use common::db::DbConfig;
 
 use crate::health::HealthConfig;
@@ -103,20 +103,6 @@ impl Config {
             },
             command,
         })
-    }
-}
-
-/// The app's port, which the default child check talks to.
-pub fn app_port() -> Result<u16, ConfigError> {
-    match env_var("PORT")? {
-        None => Ok(3000),
-        Some(value) => match value.parse::<u16>() {
-            Ok(port) if port > 0 && !value.starts_with('+') => Ok(port),
-            _ => Err(ConfigError::new(
-                "PORT",
-                format!("'{value}' is not a TCP port (1-65535)"),
-            )),
-        },
     }
 }
 
