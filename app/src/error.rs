@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::http::{json_response, Body};
+use crate::response::{json_response, Body};
 
 /// `Retry-After` of a 503 for an unavailable database: short, so that a client that follows it
 /// is back within seconds of the database (a restart or failover takes about that long).

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::db::Queries;
 use crate::error::{ApiError, ApiResult, DATABASE_RETRY_AFTER_SECS};
-use crate::http::{json_response, text_response, Body};
+use crate::response::{json_response, text_response, Body};
 use crate::router::{Ctx, Router};
 
 pub fn register_routes(router: &mut Router) {

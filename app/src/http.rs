@@ -1,81 +1,22 @@
-//! Request bodies with size limits, JSON decoding that names the field at fault, and
-//! response builders.
+//! Request bodies with size limits and JSON decoding that names the field at fault.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http::{header, HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-
-/// The body type of every response.
-pub type Body = Full<Bytes>;
 
 /// Largest JSON request body accepted (1 MiB).
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 /// Largest upload accepted (10 MiB).
 pub const UPLOAD_BODY_LIMIT: usize = 10 * 1024 * 1024;
-
-/// A response with a JSON body.
-pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut response = Response::new(Full::new(Bytes::from(bytes)));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "response serialization failed");
-            let mut response = Response::new(Full::new(Bytes::from_static(
-                br#"{"error":{"code":"internal_error","message":"An internal error occurred."}}"#,
-            )));
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-    }
-}
-
-/// 200 with a JSON body.
-pub fn ok_json<T: Serialize + ?Sized>(value: &T) -> Response<Body> {
-    json_response(StatusCode::OK, value)
-}
-
-/// 201 with a JSON body.
-pub fn created_json<T: Serialize + ?Sized>(value: &T) -> Response<Body> {
-    json_response(StatusCode::CREATED, value)
-}
-
-/// 204 with no body.
-pub fn no_content() -> Response<Body> {
-    let mut response = Response::new(Body::default());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
-}
-
-/// A plain-text response.
-pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
 
 /// The media type of the request (lower-cased, without parameters), if any.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -402,6 +343,7 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

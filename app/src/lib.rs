@@ -14,6 +14,7 @@ pub mod imports;
 pub mod openapi;
 pub mod password;
 pub mod query;
+pub mod response;
 pub mod router;
 pub mod routes;
 pub mod security;

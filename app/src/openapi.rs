@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiResult, MAX_LISTED_PROBLEMS};
-use crate::http::{ok_json, Body};
+use crate::response::{ok_json, Body};
 use crate::router::{Ctx, Router};
 
 pub fn register_routes(router: &mut Router) {

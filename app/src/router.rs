@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::Body;
+use crate::response::Body;
 use crate::state::AppState;
 
 /// What a handler's future resolves to.
@@ -230,7 +230,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::no_content;
+    use crate::response::no_content;
     use serde_json::json;
 
     fn table() -> Router {

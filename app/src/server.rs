@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 
 use crate::drain::LameDuck;
 use crate::error::ApiError;
-use crate::http::{no_content, Body, BodyReadTimeout};
+use crate::http::BodyReadTimeout;
+use crate::response::{no_content, Body};
 use crate::router::{Ctx, Lookup, Router};
 use crate::security;
 use crate::state::AppState;

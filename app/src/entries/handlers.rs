@@ -13,9 +13,10 @@ use super::model::{
 use super::store::{self, WriteError};
 use crate::auth::authenticate;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{created_json, no_content, ok_json, read_json, Body};
+use crate::http::read_json;
 use crate::openapi::error_responses;
 use crate::query::Query;
+use crate::response::{created_json, no_content, ok_json, Body};
 use crate::router::{Ctx, Router};
 
 /// `responses` with the success entries and the shared error responses.

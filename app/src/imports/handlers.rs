@@ -10,10 +10,9 @@ use crate::auth::authenticate;
 use crate::entries::handlers::{responses, security};
 use crate::entries::model::{MAX_DESCRIPTION_CHARS, MAX_DURATION_HOURS, MAX_PROJECT_CHARS};
 use crate::error::{ApiError, ApiResult, Problems, MAX_LISTED_PROBLEMS};
-use crate::http::{
-    check_json, ok_json, read_body, require_json_content_type, Body, UPLOAD_BODY_LIMIT,
-};
+use crate::http::{check_json, read_body, require_json_content_type, UPLOAD_BODY_LIMIT};
 use crate::query::Query;
+use crate::response::{ok_json, Body};
 use crate::router::{Ctx, Router};
 use crate::summary::timezone;
 

@@ -8,8 +8,8 @@ use super::{summarize, timezone, SummaryParams};
 use crate::auth::authenticate;
 use crate::entries::handlers::{responses, security};
 use crate::error::ApiResult;
-use crate::http::{ok_json, Body};
 use crate::query::Query;
+use crate::response::{ok_json, Body};
 use crate::router::{Ctx, Router};
 
 pub fn register_routes(router: &mut Router) {
