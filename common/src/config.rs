@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::duration::parse_duration;
+use crate::escape::quoted;
 
 /// A setting is missing or malformed. The message names the setting and what to fix; it never carries a
 /// secret (callers pass descriptions, not values, for anything sensitive).
@@ -53,10 +54,7 @@ pub fn app_port() -> Result<u16, ConfigError> {
         Some(value) => parse_port(&value).ok_or_else(|| {
             ConfigError::new(
                 "PORT",
-                format!(
-                    "\"{}\" is not a TCP port (1-65535)",
-                    bounded_escaped(&value)
-                ),
+                format!("{} is not a TCP port (1-65535)", quoted(&value)),
             )
         }),
     }
@@ -70,26 +68,6 @@ fn parse_port(value: &str) -> Option<u16> {
     value.parse::<u16>().ok().filter(|&port| port > 0)
 }
 
-/// User input for a message: escaped (control and non-ASCII characters as `\u{..}`), cut after about 48 bytes
-/// of output with `...`, so a message stays one short line whatever the input.
-pub fn bounded_escaped(input: &str) -> String {
-    const MAX_BYTES: usize = 48;
-    let mut shown = String::new();
-    for c in input.chars() {
-        let escaped: String = if c.is_ascii_graphic() || c == ' ' {
-            c.to_string()
-        } else {
-            c.escape_default().collect()
-        };
-        if shown.len() + escaped.len() > MAX_BYTES {
-            shown.push_str("...");
-            break;
-        }
-        shown.push_str(&escaped);
-    }
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,20 +78,6 @@ mod tests {
     fn set(name: &str, value: impl AsRef<OsStr>) {
         // SAFETY: only this module's tests touch these variables, each under a unique name.
         unsafe { std::env::set_var(name, value) }
-    }
-
-    #[test]
-    fn bounded_escaped_is_short_and_printable() {
-        assert_eq!(bounded_escaped("plain text"), "plain text");
-        assert_eq!(bounded_escaped("a\nb\u{1b}"), "a\\nb\\u{1b}");
-        assert_eq!(bounded_escaped("é"), "\\u{e9}");
-        let long = bounded_escaped(&"\u{1a5cf}".repeat(100));
-        assert!(long.len() <= 51 && long.ends_with("..."), "{long}");
-        assert_eq!(bounded_escaped(&"x".repeat(48)), "x".repeat(48));
-        assert_eq!(
-            bounded_escaped(&"x".repeat(49)),
-            format!("{}...", "x".repeat(48))
-        );
     }
 
     #[test]

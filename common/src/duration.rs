@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::escape::quoted;
+
 const EXPECTED: &str = "expected a whole number with a unit (ms, s, m, h), e.g. 500ms, 8s, 2m";
 
 /// Parses a whole number followed directly by a unit (`ms`, `s`, `m`, `h`), e.g. `500ms`, `8s`, `2m`, `0s`.
@@ -62,11 +64,6 @@ fn invalid(input: &str) -> String {
 
 fn too_large(input: &str) -> String {
     format!("{} is too large", quoted(input))
-}
-
-/// Quotes user input for a message, escaping control characters and bounding its length.
-fn quoted(input: &str) -> String {
-    format!("\"{}\"", crate::config::bounded_escaped(input))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod duration;
+pub mod escape;
 pub mod logging;
 
 pub use config::{env_duration, env_var, ConfigError};

@@ -347,7 +347,7 @@ fn invalid(problem: impl Into<String>) -> ConfigError {
 
 /// User-supplied names quoted in errors: escaped and bounded in length.
 fn bounded(s: &str) -> String {
-    crate::config::bounded_escaped(s)
+    crate::escape::bounded_escaped(s)
 }
 
 /// A plain description of an io error for configuration messages.

@@ -82,7 +82,7 @@ pub(crate) fn split(url: &str) -> Result<UrlParts, String> {
             let value = decode_utf8(
                 &format!(
                     "value of parameter '{}'",
-                    crate::config::bounded_escaped(&name)
+                    crate::escape::bounded_escaped(&name)
                 ),
                 value,
             )?;
