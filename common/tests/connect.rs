@@ -1,11 +1,12 @@
-//! DbConfig::connect against real servers and fake ones, and the Cause each failure maps to.
+//! DbConfig::connect against real servers and fake ones, and the Reason each failure maps to.
 #![cfg(feature = "db")]
 
 use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::db::{classify, Cause, DbConfig, DbError};
+use common::db::{classify, DbConfig, DbError};
+use common::health::Reason;
 use testkit::PgCluster;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -48,8 +49,8 @@ async fn connects_and_queries() {
 
     // A failing query is a query failure, not a connection problem.
     let err = client.simple_query("SELEC 1").await.unwrap_err();
-    assert_eq!(classify(&err), Cause::QueryFailed);
-    assert_eq!(DbError::from(err).cause().as_str(), "query failed");
+    assert_eq!(classify(&err), Reason::QueryFailed);
+    assert_eq!(DbError::from(err).reason().as_str(), "query failed");
 }
 
 #[tokio::test]
@@ -89,7 +90,7 @@ async fn wrong_password_is_authentication_failed() {
         cluster.port()
     );
     let err = connect_err(&url, DEADLINE).await;
-    assert_eq!(err.cause(), Cause::AuthenticationFailed);
+    assert_eq!(err.reason(), Reason::AuthenticationFailed);
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("password authentication failed"), "{shown}");
     assert!(!shown.contains(wrong), "{shown}");
@@ -100,8 +101,8 @@ async fn wrong_password_is_authentication_failed() {
         cluster.port()
     );
     assert_eq!(
-        connect_err(&url, DEADLINE).await.cause(),
-        Cause::AuthenticationFailed
+        connect_err(&url, DEADLINE).await.reason(),
+        Reason::AuthenticationFailed
     );
 
     // No password at all: the client cannot answer the server's challenge.
@@ -110,14 +111,14 @@ async fn wrong_password_is_authentication_failed() {
         cluster.port()
     );
     let err = connect_err(&url, DEADLINE).await;
-    assert_eq!(err.cause(), Cause::AuthenticationFailed, "{err}");
+    assert_eq!(err.reason(), Reason::AuthenticationFailed, "{err}");
 }
 
 #[tokio::test]
 async fn missing_database_is_a_query_failure() {
     let cluster = PgCluster::start();
     let err = connect_err(&cluster.url("no_such_db"), DEADLINE).await;
-    assert_eq!(err.cause(), Cause::QueryFailed);
+    assert_eq!(err.reason(), Reason::QueryFailed);
     assert_eq!(
         err.to_string(),
         "FATAL 3D000: database \"no_such_db\" does not exist"
@@ -128,8 +129,8 @@ async fn missing_database_is_a_query_failure() {
 async fn closed_port_is_connection_refused() {
     let port = testkit::free_port();
     let err = connect_err(&format!("postgres://u:p@127.0.0.1:{port}/db"), DEADLINE).await;
-    assert_eq!(err.cause(), Cause::ConnectionRefused, "{err}");
-    assert_eq!(err.cause().as_str(), "connection refused");
+    assert_eq!(err.reason(), Reason::ConnectionRefused, "{err}");
+    assert_eq!(err.reason().as_str(), "connection refused");
     assert_eq!(
         err.to_string(),
         "error connecting to server: Connection refused (os error 111)"
@@ -139,8 +140,8 @@ async fn closed_port_is_connection_refused() {
 #[tokio::test]
 async fn unknown_host_is_dns_failure() {
     let err = connect_err("postgres://u:p@no-such-host.invalid/db", DEADLINE).await;
-    assert_eq!(err.cause(), Cause::DnsFailure, "{err}");
-    assert_eq!(err.cause().as_str(), "dns failure");
+    assert_eq!(err.reason(), Reason::DnsFailure, "{err}");
+    assert_eq!(err.reason().as_str(), "dns failure");
 }
 
 #[tokio::test]
@@ -150,9 +151,9 @@ async fn stopped_server_is_refused_and_recovers_after_restart() {
     let client = db_config.connect(DEADLINE).await.unwrap();
     cluster.stop();
     let err = client.simple_query("SELECT 1").await.unwrap_err();
-    assert_ne!(classify(&err), Cause::AuthenticationFailed, "{err}");
+    assert_ne!(classify(&err), Reason::AuthenticationFailed, "{err}");
     let err = db_config.connect(DEADLINE).await.unwrap_err();
-    assert_eq!(err.cause(), Cause::ConnectionRefused, "{err}");
+    assert_eq!(err.reason(), Reason::ConnectionRefused, "{err}");
     cluster.restart();
     let client = db_config
         .connect(DEADLINE)
@@ -194,7 +195,7 @@ async fn blackholed_server_times_out_within_the_deadline() {
             .expect_err("a silent server");
         let elapsed = started.elapsed();
         assert!(matches!(err, DbError::Timeout(_)), "{sslmode}: {err}");
-        assert_eq!(err.cause(), Cause::Timeout);
+        assert_eq!(err.reason(), Reason::Timeout);
         assert_eq!(err.to_string(), "timed out after 500ms");
         assert!(
             elapsed >= deadline,
@@ -222,5 +223,5 @@ async fn connect_timeout_parameter_bounds_the_whole_attempt() {
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1200), "{elapsed:?}");
     assert_eq!(err.to_string(), "timed out after 1s");
-    assert_eq!(err.cause(), Cause::Timeout, "{err}");
+    assert_eq!(err.reason(), Reason::Timeout, "{err}");
 }

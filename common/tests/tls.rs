@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use common::db::{Cause, DbConfig, DbError};
+use common::db::{DbConfig, DbError};
+use common::health::Reason;
 use testkit::{PgCluster, TestPki};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -88,7 +89,7 @@ async fn verify_full_with_another_ca_is_a_tls_failure() {
             &format!("sslmode=verify-full&sslrootcert={other}"),
         )
         .await;
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
     assert!(
         err.to_string().contains("certificate verify failed"),
         "{err}"
@@ -100,15 +101,15 @@ async fn verify_full_with_another_ca_is_a_tls_failure() {
             &format!("sslmode=verify-ca&sslrootcert={other}"),
         )
         .await;
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
 
     // The throwaway CA is not in the system trust store either.
     let err = server.connect_err("127.0.0.1", "sslmode=verify-full").await;
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
     let err = server
         .connect_err("127.0.0.1", "sslmode=verify-full&sslrootcert=system")
         .await;
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
 }
 
 #[tokio::test]
@@ -121,7 +122,7 @@ async fn host_the_certificate_does_not_name_fails_verify_full_but_passes_verify_
             &format!("sslmode=verify-full&sslrootcert={ca}"),
         )
         .await;
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
     assert!(err.to_string().contains("IP address mismatch"), "{err}");
 
     let client = server
@@ -147,7 +148,7 @@ async fn require_and_prefer_encrypt_without_a_root_certificate() {
 async fn disable_against_a_hostssl_only_server_fails_clearly() {
     let server = TlsServer::start();
     let err = server.connect_err("127.0.0.1", "sslmode=disable").await;
-    assert_eq!(err.cause(), Cause::AuthenticationFailed, "{err}");
+    assert_eq!(err.reason(), Reason::AuthenticationFailed, "{err}");
     let message = err.to_string();
     assert!(
         message.starts_with("FATAL 28000: no pg_hba.conf entry"),
@@ -167,7 +168,7 @@ async fn require_against_a_plain_server_is_a_tls_failure() {
         .connect(DEADLINE)
         .await
         .unwrap_err();
-    assert_eq!(err.cause(), Cause::TlsFailure, "{err}");
+    assert_eq!(err.reason(), Reason::TlsFailure, "{err}");
     assert_eq!(
         err.to_string(),
         "error performing TLS handshake: server does not support TLS"

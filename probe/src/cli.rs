@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser};
+use common::health::CheckName;
 
 use crate::target::{Target, UrlTarget, DEFAULT_HEALTH_ADDR};
 
@@ -196,15 +197,11 @@ fn from_clap_error(e: clap::Error) -> Parsed {
     }
 }
 
-/// The checks the supervisor's health listener knows (its `?exclude=` answers 400 to any other name).
-const CHECKS: [&str; 3] = ["supervisor", "app", "postgres"];
-
+/// The supervisor's health listener answers 400 to `?exclude=` with any other name.
 fn parse_check(value: &str) -> Result<String, String> {
-    CHECKS
-        .iter()
-        .find(|check| **check == value)
-        .map(|check| (*check).to_owned())
-        .ok_or_else(|| format!("unknown check; checks are {}", CHECKS.join(", ")))
+    CheckName::parse(value)
+        .map(|check| check.as_str().to_owned())
+        .ok_or_else(|| format!("unknown check; checks are {}", CheckName::LIST))
 }
 
 fn parse_bounded(value: &str, max: Duration) -> Result<Duration, String> {

@@ -10,6 +10,8 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use common::health::Status;
+
 use crate::http::Response;
 use crate::sanitize::clean;
 
@@ -17,40 +19,6 @@ use crate::sanitize::clean;
 const NAME_CHARS: usize = 40;
 /// Longest `output`, observed value or time shown.
 const FIELD_CHARS: usize = 60;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
-    }
-
-    /// The IETF draft's values plus the aliases it names for other ecosystems, and the app's own
-    /// `healthy`/`unhealthy` so `--url` can point at the app directly.
-    fn parse(value: &str) -> Option<Status> {
-        match value.to_ascii_lowercase().as_str() {
-            "pass" | "ok" | "up" | "healthy" => Some(Status::Pass),
-            "warn" => Some(Status::Warn),
-            "fail" | "error" | "down" | "unhealthy" => Some(Status::Fail),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One entry of a check: `"postgres:responseTime": [ {...} ]` or a `[+]postgres ok` line. All text is
 /// already cleaned and bounded.

@@ -14,7 +14,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use common::db::{Cause, DbConfig};
+use common::db::DbConfig;
+use common::health::Reason;
 use refinery::Migration;
 use refinery_core::traits::r#async::{AsyncMigrate, AsyncQuery, AsyncTransaction};
 use time::format_description::well_known::Rfc3339;
@@ -88,7 +89,7 @@ impl fmt::Display for LockHolder {
 pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, Exit> {
     let give_up = Instant::now() + wait;
     let mut delay = Duration::from_millis(100);
-    let mut last_cause: Option<Cause> = None;
+    let mut last_cause: Option<Reason> = None;
     loop {
         let left = give_up.saturating_duration_since(Instant::now());
         match db
@@ -97,7 +98,7 @@ pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, 
         {
             Ok(client) => return Ok(client),
             Err(err) => {
-                let cause = err.cause();
+                let cause = err.reason();
                 if last_cause != Some(cause) {
                     tracing::warn!(database = %db.describe(), cause = cause.as_str(), error = %err, "PostgreSQL is not reachable yet");
                     last_cause = Some(cause);
@@ -110,7 +111,7 @@ pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, 
                 "PostgreSQL at {} unreachable for {} ({}): check DATABASE_URL and that the server is up, or raise DB_WAIT",
                 db.describe(),
                 common::duration::format_duration(wait),
-                last_cause.map_or("no answer", Cause::as_str),
+                last_cause.map_or("no answer", Reason::as_str),
             )));
         }
         tokio::time::sleep_until((now + delay).min(give_up)).await;

@@ -1,9 +1,10 @@
-//! What went wrong talking to PostgreSQL, in the fixed vocabulary the health endpoints report.
+//! What went wrong talking to PostgreSQL: a line for the log, and a [`Reason`] for the health endpoints.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::duration::format_duration;
+use crate::health::Reason;
 
 /// A failed database operation. `Display` is one line with PostgreSQL's or the OS's reason (for logs); it never
 /// carries a password, and leaves out the server's DETAIL, which can quote row values.
@@ -59,81 +60,51 @@ impl std::error::Error for DbError {
 }
 
 impl DbError {
-    pub fn cause(&self) -> Cause {
+    pub fn reason(&self) -> Reason {
         match self {
-            DbError::Timeout(_) => Cause::Timeout,
+            DbError::Timeout(_) => Reason::Timeout,
             DbError::Postgres(err) => classify(err),
         }
     }
 }
 
-/// The fixed vocabulary the health endpoints report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    Timeout,
-    ConnectionRefused,
-    DnsFailure,
-    TlsFailure,
-    AuthenticationFailed,
-    QueryFailed,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Timeout => "timeout",
-            Cause::ConnectionRefused => "connection refused",
-            Cause::DnsFailure => "dns failure",
-            Cause::TlsFailure => "tls failure",
-            Cause::AuthenticationFailed => "authentication failed",
-            Cause::QueryFailed => "query failed",
-        }
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Classifies any tokio-postgres error into the [`Cause`] vocabulary.
-pub fn classify(err: &tokio_postgres::Error) -> Cause {
+/// Classifies any tokio-postgres error into the health vocabulary.
+pub fn classify(err: &tokio_postgres::Error) -> Reason {
     use tokio_postgres::error::SqlState;
 
     if let Some(code) = err.code() {
         return if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
-            Cause::AuthenticationFailed
+            Reason::AuthenticationFailed
         } else {
-            Cause::QueryFailed
+            Reason::QueryFailed
         };
     }
     // tokio-postgres does not expose its error kinds; its Display starts with a fixed phrase per kind.
     let text = err.to_string();
     if text.starts_with("error performing TLS handshake") {
-        return Cause::TlsFailure;
+        return Reason::TlsFailure;
     }
     // "authentication error" (e.g. a failed SCRAM exchange); "password missing" is reported as a
     // configuration error when the server asks for a password the URL does not have.
     if text.starts_with("authentication error")
         || (text.starts_with("invalid configuration") && source_mentions(err, "password missing"))
     {
-        return Cause::AuthenticationFailed;
+        return Reason::AuthenticationFailed;
     }
     if text.starts_with("timeout waiting for server") {
-        return Cause::Timeout;
+        return Reason::Timeout;
     }
     let mut source = std::error::Error::source(err);
     while let Some(inner) = source {
         if inner.is::<native_tls::Error>() {
-            return Cause::TlsFailure;
+            return Reason::TlsFailure;
         }
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return Cause::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => return Cause::Timeout,
+                std::io::ErrorKind::ConnectionRefused => return Reason::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return Reason::Timeout,
                 _ => {}
             }
             let message = io.to_string();
@@ -142,12 +113,12 @@ pub fn classify(err: &tokio_postgres::Error) -> Cause {
                 || message.contains("could not resolve any addresses")
                 || message.contains("Name or service not known")
             {
-                return Cause::DnsFailure;
+                return Reason::DnsFailure;
             }
         }
         source = inner.source();
     }
-    Cause::QueryFailed
+    Reason::QueryFailed
 }
 
 fn source_mentions(err: &tokio_postgres::Error, needle: &str) -> bool {

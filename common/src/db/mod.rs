@@ -13,7 +13,7 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::NoTls;
 
-pub use self::error::{classify, Cause, DbError};
+pub use self::error::{classify, DbError};
 use self::tls::RootCerts;
 use crate::config::{env_var, ConfigError};
 

@@ -1,10 +1,10 @@
-//! The three checks and how each turns the latest readings into a verdict.
+//! The readings the background tasks take, and how each check turns the latest ones into a verdict.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::state::Phase;
+use common::health::{CheckName, Reason, Status};
 
-use super::{child, postgres, Shared};
+use crate::state::{ChildInfo, Phase};
 
 /// A PostgreSQL result older than this counts as failed.
 pub const POSTGRES_STALE_AFTER: Duration = Duration::from_secs(6);
@@ -12,93 +12,45 @@ pub const POSTGRES_STALE_AFTER: Duration = Duration::from_secs(6);
 pub const POSTGRES_WARN_OVER: Duration = Duration::from_millis(250);
 /// A child reading older than this means the checker itself is stuck.
 pub const CHILD_STALE_AFTER: Duration = Duration::from_secs(3);
+/// How long a new child may take to answer its check for the first time before failing it counts against
+/// liveness (it still fails readiness as `starting`): a child that is still binding its port is not hung.
+pub const START_GRACE: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
-    }
-}
-
-/// Why a check is not passing: the only words that ever leave the process; full errors go to the log.
+/// The latest check of the child with this pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Timeout,
-    ConnectionRefused,
-    DnsFailure,
-    TlsFailure,
-    AuthenticationFailed,
-    QueryFailed,
-    Stale,
-    Starting,
-    Draining,
-    Exited,
-    NotResponding,
+pub struct ChildReading {
+    pub pid: i32,
+    pub at: Instant,
+    pub time: SystemTime,
+    pub outcome: Result<(), Reason>,
+    pub rss_bytes: Option<u64>,
+    /// The child has answered its check once, or the failure is about the process itself (gone, stopped):
+    /// failures no longer get the start grace.
+    pub settled: bool,
 }
 
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Timeout => "timeout",
-            Reason::ConnectionRefused => "connection refused",
-            Reason::DnsFailure => "dns failure",
-            Reason::TlsFailure => "tls failure",
-            Reason::AuthenticationFailed => "authentication failed",
-            Reason::QueryFailed => "query failed",
-            Reason::Stale => "stale",
-            Reason::Starting => "starting",
-            Reason::Draining => "draining",
-            Reason::Exited => "exited",
-            Reason::NotResponding => "not responding",
-        }
-    }
-}
-
-impl From<common::db::Cause> for Reason {
-    fn from(cause: common::db::Cause) -> Reason {
-        use common::db::Cause;
-        match cause {
-            Cause::Timeout => Reason::Timeout,
-            Cause::ConnectionRefused => Reason::ConnectionRefused,
-            Cause::DnsFailure => Reason::DnsFailure,
-            Cause::TlsFailure => Reason::TlsFailure,
-            Cause::AuthenticationFailed => Reason::AuthenticationFailed,
-            Cause::QueryFailed => Reason::QueryFailed,
-        }
-    }
-}
-
+/// The latest PostgreSQL check: the query's round trip, or why it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckName {
-    Supervisor,
-    App,
-    Postgres,
+pub struct PostgresReading {
+    pub at: Instant,
+    pub time: SystemTime,
+    pub outcome: Result<Duration, Reason>,
 }
 
-impl CheckName {
-    pub const ALL: [CheckName; 3] = [CheckName::Supervisor, CheckName::App, CheckName::Postgres];
-    pub const LIVENESS: [CheckName; 2] = [CheckName::Supervisor, CheckName::App];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckName::Supervisor => "supervisor",
-            CheckName::App => "app",
-            CheckName::Postgres => "postgres",
+impl PostgresReading {
+    /// What this reading says at `now`: its failure, `stale` once too old, `warn` when slow.
+    pub fn verdict(&self, now: Instant) -> Verdict {
+        if now.saturating_duration_since(self.at) > POSTGRES_STALE_AFTER {
+            return Verdict::fail(Reason::Stale);
         }
-    }
-
-    pub fn parse(name: &str) -> Option<CheckName> {
-        CheckName::ALL.into_iter().find(|c| c.as_str() == name)
+        match self.outcome {
+            Err(reason) => Verdict::fail(reason),
+            Ok(latency) if latency > POSTGRES_WARN_OVER => Verdict {
+                status: Status::Warn,
+                reason: None,
+            },
+            Ok(_) => Verdict::PASS,
+        }
     }
 }
 
@@ -139,26 +91,14 @@ pub enum Probe {
 pub struct Snapshot {
     pub now: Instant,
     pub phase: Phase,
-    pub child: Option<crate::state::ChildInfo>,
-    pub child_reading: Option<child::Reading>,
-    pub postgres: Option<postgres::Reading>,
+    pub child: Option<ChildInfo>,
+    pub child_reading: Option<ChildReading>,
+    pub postgres: Option<PostgresReading>,
     pub restarts: u32,
     pub migration_version: Option<i64>,
 }
 
 impl Snapshot {
-    pub fn take(shared: &Shared) -> Snapshot {
-        Snapshot {
-            now: Instant::now(),
-            phase: shared.state.phase(),
-            child: shared.state.child(),
-            child_reading: shared.child_reading(),
-            postgres: shared.postgres_reading(),
-            restarts: shared.state.restarts(),
-            migration_version: shared.state.migration_version(),
-        }
-    }
-
     pub fn verdict(&self, check: CheckName, probe: Probe) -> Verdict {
         match check {
             CheckName::Supervisor => self.supervisor(probe),
@@ -179,7 +119,7 @@ impl Snapshot {
     }
 
     /// The reading about the current child, `None` while nothing was learnt about this pid yet.
-    pub fn current_child_reading(&self) -> Option<child::Reading> {
+    pub fn current_child_reading(&self) -> Option<ChildReading> {
         let child = self.child?;
         self.child_reading.filter(|r| r.pid == child.pid)
     }
@@ -196,7 +136,7 @@ impl Snapshot {
             };
         }
         let started = self.child.map_or(self.now, |c| c.started);
-        let in_grace = self.now.saturating_duration_since(started) < child::START_GRACE;
+        let in_grace = self.now.saturating_duration_since(started) < START_GRACE;
         match self.current_child_reading() {
             None => pending,
             Some(r) if self.now.saturating_duration_since(r.at) > CHILD_STALE_AFTER => {
@@ -211,28 +151,14 @@ impl Snapshot {
     }
 
     fn postgres(&self) -> Verdict {
-        let Some(r) = self.postgres else {
-            return Verdict::fail(Reason::Starting);
-        };
-        if self.now.saturating_duration_since(r.at) > POSTGRES_STALE_AFTER {
-            return Verdict::fail(Reason::Stale);
-        }
-        match r.outcome {
-            Err(reason) => Verdict::fail(reason),
-            Ok(latency) if latency > POSTGRES_WARN_OVER => Verdict {
-                status: Status::Warn,
-                reason: None,
-            },
-            Ok(_) => Verdict::PASS,
-        }
+        self.postgres
+            .map_or(Verdict::fail(Reason::Starting), |r| r.verdict(self.now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::ChildInfo;
-    use std::time::SystemTime;
 
     fn snapshot(phase: Phase) -> Snapshot {
         let now = Instant::now();
@@ -241,7 +167,7 @@ mod tests {
             phase,
             child: None,
             child_reading: None,
-            postgres: Some(postgres::Reading {
+            postgres: Some(PostgresReading {
                 at: now,
                 time: SystemTime::now(),
                 outcome: Ok(Duration::from_millis(1)),
@@ -258,7 +184,7 @@ mod tests {
             started_at: SystemTime::now(),
         };
         s.child = Some(child);
-        s.child_reading = Some(child::Reading {
+        s.child_reading = Some(ChildReading {
             pid: 42,
             at: s.now,
             time: SystemTime::now(),
@@ -331,13 +257,13 @@ mod tests {
             Verdict::fail(Reason::Starting)
         );
         // Past the grace, or once settled, the failure counts.
-        s.now += child::START_GRACE;
+        s.now += START_GRACE;
         s.child_reading.as_mut().unwrap().at = s.now;
         assert_eq!(
             s.verdict(CheckName::App, Probe::Live),
             Verdict::fail(Reason::ConnectionRefused)
         );
-        s.now -= child::START_GRACE;
+        s.now -= START_GRACE;
         s.child_reading.as_mut().unwrap().at = s.now;
         s.child_reading.as_mut().unwrap().settled = true;
         assert_eq!(
@@ -365,20 +291,5 @@ mod tests {
             s.verdict(CheckName::Postgres, Probe::Ready),
             Verdict::fail(Reason::Starting)
         );
-    }
-
-    #[test]
-    fn causes_keep_their_words() {
-        use common::db::Cause;
-        for cause in [
-            Cause::Timeout,
-            Cause::ConnectionRefused,
-            Cause::DnsFailure,
-            Cause::TlsFailure,
-            Cause::AuthenticationFailed,
-            Cause::QueryFailed,
-        ] {
-            assert_eq!(Reason::from(cause).as_str(), cause.as_str());
-        }
     }
 }

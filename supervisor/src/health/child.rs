@@ -1,7 +1,7 @@
 //! The child checker: is the child's process there and not stopped, and does it answer CHILD_CHECK?
 //!
 //! One background task checks every [`CHECK_EVERY`] with a [`CHECK_DEADLINE`], so a child that stops
-//! answering is reported `not responding` within a second; requests only read the latest [`Reading`].
+//! answering is reported `not responding` within a second; requests only read the latest [`ChildReading`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,29 +15,14 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System}
 use tokio::net::TcpStream;
 use tokio::time::{timeout, MissedTickBehavior};
 
-use super::checks::{CheckName, Reason};
+use common::health::{CheckName, Reason};
+
+use super::checks::ChildReading;
 use super::config::ChildCheck;
-use super::Shared;
+use super::shared::Shared;
 
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 pub const CHECK_DEADLINE: Duration = Duration::from_millis(500);
-/// How long a new child may take to answer its check for the first time before failing it counts against
-/// liveness (it still fails readiness as `starting`): a child that is still binding its port is not hung.
-pub const START_GRACE: Duration = Duration::from_secs(3);
-
-/// The latest check of the child with this pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reading {
-    pub pid: i32,
-    pub at: Instant,
-    pub time: SystemTime,
-    pub outcome: Result<(), Reason>,
-    pub rss_bytes: Option<u64>,
-    /// The child has answered its check once, or the failure is about the process itself (gone, stopped):
-    /// failures no longer get the start grace.
-    pub settled: bool,
-}
-
 /// A failed probe: the word for the answers and the full story for the log.
 struct Failure {
     reason: Reason,
@@ -90,7 +75,7 @@ pub async fn watch(check: ChildCheck, shared: Arc<Shared>) {
             }
             last = Some((child.pid, outcome));
         }
-        shared.set_child_reading(Reading {
+        shared.set_child_reading(ChildReading {
             pid: child.pid,
             at: Instant::now(),
             time: SystemTime::now(),

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -11,7 +11,9 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::checks::{CheckName, Probe, Reason, Snapshot, Status, Verdict};
+use common::health::{CheckName, Reason, Status};
+
+use super::checks::{Probe, Snapshot, Verdict};
 use crate::state::Phase;
 
 pub const CONTENT_TYPE: &str = "application/health+json";
@@ -199,14 +201,16 @@ impl DocumentCache {
     ) -> (Status, Bytes) {
         let now = SystemTime::now();
         let key = DocumentKey::of(snapshot, excluded, details, now);
-        if let Some((cached, status, body)) = &*super::lock(&self.0) {
+        // A poisoned cache holds a whole entry or none: keep using it.
+        let cached = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, status, body)) = &*cached() {
             if *cached == key {
                 return (*status, body.clone());
             }
         }
         let (status, body) = health_json_at(snapshot, excluded, details, now);
         let body = Bytes::from(body);
-        *super::lock(&self.0) = Some((key, status, body.clone()));
+        *cached() = Some((key, status, body.clone()));
         (status, body)
     }
 }
@@ -334,7 +338,7 @@ pub fn verbose_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{child, postgres};
+    use crate::health::checks::{ChildReading, PostgresReading};
     use crate::state::{ChildInfo, Phase};
     use std::time::{Duration, Instant};
 
@@ -348,7 +352,7 @@ mod tests {
                 started: now - Duration::from_millis(12_400),
                 started_at: SystemTime::now(),
             }),
-            child_reading: Some(child::Reading {
+            child_reading: Some(ChildReading {
                 pid: 42,
                 at: now,
                 time: SystemTime::now(),
@@ -356,7 +360,7 @@ mod tests {
                 rss_bytes: Some(7_340_032),
                 settled: true,
             }),
-            postgres: Some(postgres::Reading {
+            postgres: Some(PostgresReading {
                 at: now,
                 time: SystemTime::now(),
                 outcome: Ok(Duration::from_micros(900)),

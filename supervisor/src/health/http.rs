@@ -15,11 +15,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::checks::{CheckName, Probe, Snapshot, Status};
+use common::health::{CheckName, Status};
+
+use super::checks::Probe;
 use super::config::Details;
 use super::connections::{Activity, Connections};
+use super::document;
 use super::exposition::Format;
-use super::{document, Shared};
+use super::shared::Shared;
 
 /// Connections kept open at once; a new one beyond them closes a stale one (see [`Connections`]).
 const MAX_CONNECTIONS: usize = 256;
@@ -211,7 +214,8 @@ pub fn parse_query(query: Option<&str>) -> Result<Query, String> {
             "exclude" => {
                 let check = CheckName::parse(value).ok_or_else(|| {
                     format!(
-                        "exclude={value:?}: unknown check; checks are supervisor, app, postgres"
+                        "exclude={value:?}: unknown check; checks are {}",
+                        CheckName::LIST
                     )
                 })?;
                 if !parsed.excluded.contains(&check) {
@@ -286,7 +290,7 @@ fn answer<B>(
         Err(problem) => return reply(StatusCode::BAD_REQUEST, TEXT, format!("{problem}\n")),
     };
     let details = shows_details(shared.details, peer);
-    let snapshot = Snapshot::take(shared);
+    let snapshot = shared.snapshot();
     match route {
         Route::Livez | Route::Readyz => {
             let probe = match route {
@@ -310,7 +314,7 @@ fn answer<B>(
             None => reply(
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "unknown check; checks are supervisor, app, postgres\n",
+                format!("unknown check; checks are {}\n", CheckName::LIST),
             ),
             Some(check) => {
                 let passed = snapshot.verdict(check, Probe::Ready).passing();

@@ -1,7 +1,7 @@
 //! `/metrics`: the supervisor process, the child, check results and latencies, the schema version.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +12,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::checks::{CheckName, Probe, Snapshot};
+use common::health::CheckName;
+
+use super::checks::{Probe, Snapshot};
 use super::exposition::{self, Format};
 use crate::state::Phase;
 
@@ -223,7 +225,7 @@ impl Metrics {
 
     /// The exposition in `format` with everything derived from `snapshot` brought up to date.
     pub fn render(&self, snapshot: &Snapshot, format: Format) -> String {
-        let mut system = super::lock(&self.system);
+        let mut system = self.system.lock().unwrap_or_else(PoisonError::into_inner);
         for check in CheckName::ALL {
             let up = snapshot.verdict(check, Probe::Ready).passing();
             self.check_up

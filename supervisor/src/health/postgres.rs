@@ -1,6 +1,6 @@
 //! The PostgreSQL refresher: one task, one dedicated connection, one `SELECT 1` at a time.
 //!
-//! Every [`REFRESH_EVERY`] it runs the query with a [`DEADLINE`] and stores a [`Reading`]; requests only
+//! Every [`REFRESH_EVERY`] it runs the query with a [`DEADLINE`] and stores a [`PostgresReading`]; requests only
 //! read the latest one, so no request rate can add database work. After a failure the connection is
 //! dropped and re-opened with a short backoff.
 
@@ -10,21 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 use common::db::{DbConfig, DbError};
 use tokio::time::{sleep, timeout};
 
-use super::checks::{CheckName, Reason, Status, POSTGRES_WARN_OVER};
-use super::Shared;
+use common::health::{CheckName, Reason, Status};
+
+use super::checks::{PostgresReading, Verdict};
+use super::shared::Shared;
 
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 pub const DEADLINE: Duration = Duration::from_millis(800);
 /// First pause after a failure; it doubles up to [`REFRESH_EVERY`].
 const BACKOFF_START: Duration = Duration::from_millis(250);
-
-/// The latest check: the query's round trip, or why it failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reading {
-    pub at: Instant,
-    pub time: SystemTime,
-    pub outcome: Result<Duration, Reason>,
-}
 
 struct Failure {
     reason: Reason,
@@ -34,7 +28,7 @@ struct Failure {
 impl Failure {
     fn new(err: DbError, db: &DbConfig) -> Self {
         Failure {
-            reason: err.cause().into(),
+            reason: err.reason(),
             detail: redact(&err.to_string(), db),
         }
     }
@@ -61,7 +55,7 @@ pub async fn refresh(db: DbConfig, shared: Arc<Shared>) {
     let target = db.describe();
     let mut client = None;
     let mut failures: u32 = 0;
-    let mut last_logged: Option<(Status, Option<Reason>)> = None;
+    let mut last_logged: Option<Verdict> = None;
     loop {
         let began = Instant::now();
         let result = check(&db, &mut client).await;
@@ -71,19 +65,16 @@ pub async fn refresh(db: DbConfig, shared: Arc<Shared>) {
             outcome.is_ok(),
             outcome.unwrap_or_else(|_| began.elapsed()),
         );
-        shared.set_postgres_reading(Reading {
+        let reading = PostgresReading {
             at: Instant::now(),
             time: SystemTime::now(),
             outcome,
-        });
-        let state = match &result {
-            Ok(latency) if *latency > POSTGRES_WARN_OVER => (Status::Warn, None),
-            Ok(_) => (Status::Pass, None),
-            Err(f) => (Status::Fail, Some(f.reason)),
         };
-        if last_logged != Some(state) {
+        shared.set_postgres_reading(reading);
+        let verdict = reading.verdict(reading.at);
+        if last_logged != Some(verdict) {
             match &result {
-                Ok(latency) if state.0 == Status::Warn => tracing::warn!(
+                Ok(latency) if verdict.status == Status::Warn => tracing::warn!(
                     database = %target,
                     latency_ms = latency.as_secs_f64() * 1e3,
                     "database health check slow"
@@ -100,7 +91,7 @@ pub async fn refresh(db: DbConfig, shared: Arc<Shared>) {
                     "database health check failing"
                 ),
             }
-            last_logged = Some(state);
+            last_logged = Some(verdict);
         }
         let pause = match result {
             Ok(_) => {
