@@ -1,6 +1,6 @@
 //! A flood of clients holding health-listener connections, and how long fresh callers wait meanwhile, for
-//! bench/health.sh. The clients are those of the integration test (supervisor/tests/health_flood.rs): a third
-//! send a keep-alive request every 3 s from 127.0.0.1 (the probe's address), a third never finish their
+//! bench/health.sh. The clients are testkit's, as in the integration test (supervisor/tests/health_flood.rs): a
+//! third send a keep-alive request every 3 s from 127.0.0.1 (the probe's address), a third never finish their
 //! headers (127.0.0.2), a third connect and stay silent (127.0.0.3); each reconnects as soon as it notices
 //! its connection closed.
 //!
@@ -10,16 +10,12 @@
 //! one after the other, and samples the listener process's (PID) open file descriptors and resident
 //! memory. Prints a few lines of figures.
 
-#[path = "../tests/health_support/flood.rs"]
-#[allow(dead_code)]
-mod flood;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flood::{Behaviour, Crowd, Flood};
+use testkit::http::flood::{Behaviour, Crowd, Flood};
 
 const LIMIT: Duration = Duration::from_secs(5);
 

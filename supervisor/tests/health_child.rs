@@ -3,10 +3,11 @@
 
 mod health_support;
 
-use health_support::{config, ChildEndpoint, ChildProcess, Harness, Mode, Reply, SECOND};
+use health_support::{config, ChildEndpoint, ChildProcess, Harness, Mode, SECOND};
 use nix::sys::signal::Signal;
 use supervisor::health::{ChildCheck, Details};
 use supervisor::state::Phase;
+use testkit::Response;
 
 /// Nothing listens there: the database is down for all of these tests.
 fn unreachable_database() -> String {
@@ -16,8 +17,8 @@ fn unreachable_database() -> String {
     )
 }
 
-fn alive(reply: &Reply) -> bool {
-    reply.status == 200 && reply.body == "ok"
+fn alive(reply: &Response) -> bool {
+    reply.status == 200 && reply.text() == "ok"
 }
 
 fn running_with(check: ChildCheck, child: &ChildProcess) -> Harness {
@@ -27,8 +28,8 @@ fn running_with(check: ChildCheck, child: &ChildProcess) -> Harness {
     health
 }
 
-fn not_responding(reply: &Reply) -> bool {
-    reply.status == 503 && reply.body.contains("[-]app failed: not responding\n")
+fn not_responding(reply: &Response) -> bool {
+    reply.status == 503 && reply.text().contains("[-]app failed: not responding\n")
 }
 
 #[test]
@@ -53,7 +54,7 @@ fn a_stopped_child_is_not_responding_within_a_second() {
 
     child.kill();
     let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
-    assert!(live.body.contains("[-]app failed: exited\n"), "{live:?}");
+    assert!(live.text().contains("[-]app failed: exited\n"), "{live:?}");
     assert!(took < SECOND, "{took:?}");
 }
 
@@ -65,7 +66,7 @@ fn an_http_check_that_hangs_or_fails_is_not_responding() {
     let health = running_with(ChildCheck::Http(url.parse().unwrap()), &child);
     health.wait_for("/livez", 2 * SECOND, |r| r.status == 200);
     let (app, _) = health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
-    assert_eq!(app.body, "ok");
+    assert_eq!(app.text(), "ok");
 
     // Accepts the connection and never answers.
     endpoint.set_mode(Mode::Hang);
@@ -101,7 +102,7 @@ fn a_closed_tcp_port_is_refused() {
     drop(listener);
     let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
     assert!(
-        live.body.contains("[-]app failed: connection refused\n"),
+        live.text().contains("[-]app failed: connection refused\n"),
         "{live:?}"
     );
     assert!(took < SECOND, "{took:?}");
@@ -124,7 +125,7 @@ fn a_new_child_is_checked_afresh() {
     let json = health.get("/health").json();
     assert_eq!(json["checks"]["app:uptime"][0]["pid"], second.pid());
     assert_eq!(json["checks"]["app:uptime"][0]["restarts"], 1);
-    let metrics = health.get("/metrics").body;
+    let metrics = health.get("/metrics").text();
     assert!(
         metrics.contains("supervisor_child_restarts_total 1"),
         "{metrics}"
@@ -143,7 +144,7 @@ fn a_child_still_binding_its_port_is_alive_but_not_ready() {
     });
     assert_eq!(doc.status, 503);
     assert!(alive(&health.get("/livez")));
-    assert_eq!(health.get("/readyz/app").body, "failed");
+    assert_eq!(health.get("/readyz/app").text(), "failed");
 
     let listener = std::net::TcpListener::bind(&target).expect("the port is still free");
     let (_, took) = health.wait_for("/readyz/app", 2 * SECOND, |r| r.status == 200);
@@ -153,7 +154,7 @@ fn a_child_still_binding_its_port_is_alive_but_not_ready() {
     drop(listener);
     let (live, _) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
     assert!(
-        live.body.contains("[-]app failed: connection refused\n"),
+        live.text().contains("[-]app failed: connection refused\n"),
         "{live:?}"
     );
 }
@@ -175,7 +176,7 @@ fn a_child_that_never_answers_fails_after_the_start_grace() {
     health.state.set_phase(Phase::Running);
     let (live, took) = health.wait_for("/livez", 2 * SECOND, |r| r.status == 503);
     assert!(
-        live.body.contains("[-]app failed: connection refused\n"),
+        live.text().contains("[-]app failed: connection refused\n"),
         "{live:?}"
     );
     assert!(took < SECOND, "{took:?}");

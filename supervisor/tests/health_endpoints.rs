@@ -5,14 +5,14 @@ mod health_support;
 
 use std::time::{Duration, Instant};
 
-use health_support::{call, config, non_loopback_ipv4, ChildProcess, Harness, Reply, SECOND};
+use health_support::{config, non_loopback_ipv4, ChildProcess, Harness, SECOND};
 use supervisor::health::{ChildCheck, Details};
 use supervisor::state::Phase;
-use testkit::PgCluster;
+use testkit::{Endpoint, PgCluster, Response};
 
 const FIRST_RESULT: Duration = Duration::from_secs(5);
 
-fn ready(reply: &Reply) -> bool {
+fn ready(reply: &Response) -> bool {
     reply.status == 200
 }
 
@@ -24,14 +24,17 @@ fn readiness_and_liveness_follow_the_lifecycle() {
 
     // Starting: alive (a pod that is still migrating must not be killed), not ready.
     let live = health.get("/livez");
-    assert_eq!((live.status, live.body.as_str()), (200, "ok"));
+    assert_eq!((live.status, live.text().as_str()), (200, "ok"));
     let readyz = health.get("/readyz");
     assert_eq!(readyz.status, 503);
     assert!(
-        readyz.body.contains("[-]supervisor failed: starting\n"),
+        readyz.text().contains("[-]supervisor failed: starting\n"),
         "{readyz:?}"
     );
-    assert!(readyz.body.ends_with("readyz check failed\n"), "{readyz:?}");
+    assert!(
+        readyz.text().ends_with("readyz check failed\n"),
+        "{readyz:?}"
+    );
     let doc = health.get("/health");
     assert_eq!(doc.status, 503);
     assert_eq!(doc.header("content-type"), Some("application/health+json"));
@@ -46,7 +49,7 @@ fn readiness_and_liveness_follow_the_lifecycle() {
     health.state.set_migration_version(3);
     health.state.set_phase(Phase::Running);
     let (readyz, _) = health.wait_for("/readyz", FIRST_RESULT, ready);
-    assert_eq!(readyz.body, "ok");
+    assert_eq!(readyz.text(), "ok");
     let doc = health.get("/health");
     assert_eq!(doc.status, 200, "{doc:?}");
     let json = doc.json();
@@ -66,10 +69,10 @@ fn readiness_and_liveness_follow_the_lifecycle() {
     let latency = pg_check["observedValue"].as_f64().unwrap();
     assert!(latency > 0.0 && latency < 250.0, "{pg_check}");
     assert_eq!(checks["migrations:version"][0]["observedValue"], 3);
-    assert!(!doc.body.contains("\"output\""), "{}", doc.body);
+    assert!(!doc.text().contains("\"output\""), "{}", doc.text());
     for check in ["supervisor", "app", "postgres"] {
         let one = health.get(&format!("/readyz/{check}"));
-        assert_eq!((one.status, one.body.as_str()), (200, "ok"), "{check}");
+        assert_eq!((one.status, one.text().as_str()), (200, "ok"), "{check}");
     }
 
     // Draining: readiness fails at once, liveness stays ok.
@@ -80,12 +83,12 @@ fn readiness_and_liveness_follow_the_lifecycle() {
     assert_eq!(readyz.status, 503, "{readyz:?}");
     assert!(took < Duration::from_millis(100), "{took:?}");
     assert!(
-        readyz.body.contains("[-]supervisor failed: draining\n"),
+        readyz.text().contains("[-]supervisor failed: draining\n"),
         "{readyz:?}"
     );
     assert_eq!(health.get("/livez").status, 200);
     let one = health.get("/readyz/supervisor");
-    assert_eq!((one.status, one.body.as_str()), (503, "failed"));
+    assert_eq!((one.status, one.text().as_str()), (503, "failed"));
     assert_eq!(
         health.get("/health").json()["checks"]["supervisor:state"][0]["output"],
         "draining"
@@ -97,7 +100,7 @@ fn readiness_and_liveness_follow_the_lifecycle() {
     let live = health.get("/livez");
     assert_eq!(live.status, 503, "{live:?}");
     assert_eq!(
-        live.body,
+        live.text(),
         "[+]supervisor ok\n[-]app failed: exited\nlivez check failed\n"
     );
     let json = health.get("/health").json();
@@ -126,9 +129,9 @@ fn http_surface_methods_paths_and_queries() {
     let mut replies = Vec::new();
 
     // HEAD: the GET's status and headers, no body.
-    let head = call(health.addr, "HEAD", "/readyz");
+    let head = health.endpoint().request("HEAD", "/readyz", &[], None);
     assert_eq!(head.status, 200);
-    assert_eq!(head.body, "");
+    assert_eq!(head.text(), "");
     assert_eq!(head.header("content-length"), Some("2"));
     replies.push(head);
 
@@ -140,7 +143,7 @@ fn http_surface_methods_paths_and_queries() {
             "/metrics",
             "/readyz/postgres",
         ] {
-            let reply = call(health.addr, method, path);
+            let reply = health.endpoint().request(method, path, &[], None);
             assert_eq!(reply.status, 405, "{method} {path}");
             assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method} {path}");
             replies.push(reply);
@@ -163,7 +166,7 @@ fn http_surface_methods_paths_and_queries() {
     let verbose = health.get("/readyz?verbose");
     assert_eq!(verbose.status, 200);
     assert_eq!(
-        verbose.body,
+        verbose.text(),
         "[+]supervisor ok\n[+]app ok\n[+]postgres ok\nreadyz check passed\n"
     );
     assert_eq!(
@@ -173,7 +176,7 @@ fn http_surface_methods_paths_and_queries() {
     replies.push(verbose);
     let verbose = health.get("/livez?verbose=1");
     assert_eq!(
-        verbose.body,
+        verbose.text(),
         "[+]supervisor ok\n[+]app ok\nlivez check passed\n"
     );
     replies.push(verbose);
@@ -181,7 +184,7 @@ fn http_surface_methods_paths_and_queries() {
     let excluded = health.get("/readyz?verbose&exclude=postgres");
     assert_eq!(excluded.status, 200);
     assert!(
-        excluded.body.contains("[+]postgres excluded: ok\n"),
+        excluded.text().contains("[+]postgres excluded: ok\n"),
         "{excluded:?}"
     );
     replies.push(excluded);
@@ -201,7 +204,7 @@ fn http_surface_methods_paths_and_queries() {
     // Exclude takes a failing check out of the verdict.
     health.state.set_phase(Phase::Draining);
     let reply = health.get("/readyz?exclude=supervisor");
-    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
     let reply = health.get("/health?exclude=supervisor");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["status"], "pass");
@@ -232,13 +235,13 @@ fn http_surface_methods_paths_and_queries() {
         "supervisor_health_requests_total{path=\"/readyz\",code=\"200\"}",
     ] {
         assert!(
-            metrics.body.contains(needle),
+            metrics.text().contains(needle),
             "{needle} missing in\n{}",
-            metrics.body
+            metrics.text()
         );
     }
     let rss: u64 = metrics
-        .body
+        .text()
         .lines()
         .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
         .and_then(|v| v.parse().ok())
@@ -258,7 +261,7 @@ fn details_depend_on_the_caller_and_the_setting() {
         "postgres://u:p@127.0.0.1:{}/d?sslmode=disable",
         testkit::free_port()
     );
-    let failing = |reply: &Reply| reply.status == 503 && reply.body.contains("postgres");
+    let failing = |reply: &Response| reply.status == 503 && reply.text().contains("postgres");
     for (details, loopback_sees, remote_sees) in [
         (Details::Auto, true, false),
         (Details::Always, true, true),
@@ -275,8 +278,8 @@ fn details_depend_on_the_caller_and_the_setting() {
         let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
         health.wait_for("/readyz/app", FIRST_RESULT, ready);
         health.wait_for("/readyz", FIRST_RESULT, |r| {
-            r.body.contains("[-]postgres failed: connection refused")
-                || r.body.contains("[-]postgres failed: reason withheld")
+            r.text().contains("[-]postgres failed: connection refused")
+                || r.text().contains("[-]postgres failed: reason withheld")
         });
         let mut callers = vec![(loopback, loopback_sees)];
         match non_loopback_ipv4() {
@@ -286,7 +289,7 @@ fn details_depend_on_the_caller_and_the_setting() {
             }
         }
         for (addr, sees) in callers {
-            let readyz = call(addr, "GET", "/readyz");
+            let readyz = Endpoint::new(addr).get("/readyz", &[]);
             assert!(failing(&readyz), "{readyz:?}");
             let expected = if sees {
                 "[-]postgres failed: connection refused\n"
@@ -294,17 +297,17 @@ fn details_depend_on_the_caller_and_the_setting() {
                 "[-]postgres failed: reason withheld\n"
             };
             assert!(
-                readyz.body.contains(expected),
+                readyz.text().contains(expected),
                 "{details:?} via {addr}: {readyz:?}"
             );
-            let doc = call(addr, "GET", "/health");
+            let doc = Endpoint::new(addr).get("/health", &[]);
             let json = doc.json();
             for field in ["output", "version", "pid", "rssBytes"] {
                 assert_eq!(
-                    doc.body.contains(&format!("\"{field}\"")),
+                    doc.text().contains(&format!("\"{field}\"")),
                     sees,
                     "{field} with {details:?} via {addr}: {}",
-                    doc.body
+                    doc.text()
                 );
             }
             assert_eq!(json["status"], "fail");

@@ -3,17 +3,11 @@
 //! keeps open. A fresh `probe` and fresh requests must still get their answer within a second, and the
 //! supervisor's file descriptors stay bounded.
 
-mod common;
-mod health_support;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{shared_cluster, Launch, Running};
-use health_support::flood::{Behaviour, Crowd, Flood};
-use testkit::PgCluster;
+use testkit::http::flood::{Behaviour, Crowd, Flood};
+use testkit::{Database, Launch, Request};
 
 /// Connections the listener keeps open at most (supervisor/src/health/http.rs).
 const SLOTS: usize = 256;
@@ -47,87 +41,35 @@ fn loopback(last: u8) -> IpAddr {
 /// The source address of the kubelet-like caller: none of the crowds uses it.
 const KUBELET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
 
-/// A connection to `addr` from the address `source` (any 127.0.0.0/8 address works on loopback).
-fn connect_from(source: IpAddr, addr: SocketAddr) -> Option<std::net::TcpStream> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().ok()?;
-        socket.bind(SocketAddr::new(source, 0)).ok()?;
-        let stream = tokio::time::timeout(2 * DEADLINE, socket.connect(addr))
-            .await
-            .ok()?
-            .ok()?;
-        let stream = stream.into_std().ok()?;
-        stream.set_nonblocking(false).ok()?;
-        Some(stream)
-    })
-}
-
 /// One fresh connection from `source`, `GET path`, read to the end: the status and how long it took.
 fn timed_get(source: IpAddr, addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
-    use std::io::{Read, Write};
     let began = Instant::now();
-    let status = (|| {
-        let mut stream = connect_from(source, addr)?;
-        stream.set_read_timeout(Some(2 * DEADLINE)).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).ok()?;
-        std::str::from_utf8(raw.get(9..12)?).ok()?.parse().ok()
-    })();
-    (status, began.elapsed())
+    let response = Request::get(path)
+        .from(source)
+        .timeout(2 * DEADLINE)
+        .send(addr);
+    (response.ok().map(|r| r.status), began.elapsed())
 }
 
 /// The real `probe` (Docker's HEALTHCHECK) with a 1 s deadline of its own: its exit status and wall time.
-fn timed_probe(probe: &Path, addr: SocketAddr) -> (Option<i32>, Duration, String) {
-    let began = Instant::now();
-    let out = Command::new(probe)
-        .args(["--timeout", "1s"])
-        .env_clear()
-        .env("HEALTH_ADDR", addr.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running probe");
-    let took = began.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), took, text)
-}
-
-fn start_supervisor(cluster: &PgCluster, bind: IpAddr) -> (Running, u16) {
-    let db = cluster.create_database();
-    let port = testkit::free_port();
-    let mut launch = Launch::child(&cluster.url(&db), &["sleep", "600"]);
-    launch.env("HEALTH_ADDR", &SocketAddr::new(bind, port).to_string());
-    let running = launch.spawn();
-    // Ready: migrations ran, the child runs and the database check passed.
-    testkit::wait_for(
-        "the supervisor to be ready",
-        Duration::from_secs(30),
-        || {
-            common::http_get((Ipv4Addr::LOCALHOST, port).into(), "/readyz")
-                .filter(|(code, _)| *code == 200)
-        },
-    );
-    (running, port)
+fn timed_probe(addr: SocketAddr) -> (Option<i32>, Duration, String) {
+    let done = Launch::new(testkit::bin_path("probe"))
+        .args(&["--timeout", "1s"])
+        .unset("PATH")
+        .env("HEALTH_ADDR", &addr.to_string())
+        .run(10 * DEADLINE);
+    (Some(done.code), done.elapsed, done.output())
 }
 
 #[test]
 fn held_connections_never_keep_a_fresh_probe_waiting() {
-    let cluster = shared_cluster();
-    let (mut supervisor, port) = start_supervisor(&cluster, loopback(1));
+    let db = Database::shared();
+    let mut supervisor = Launch::supervisor_child(&db.url(), &["sleep", "600"]).spawn();
+    let health = supervisor.health();
+    // Ready: migrations ran, the child runs and the database check passed.
+    health.wait_status("/readyz", 200, Duration::from_secs(30));
     let pid = supervisor.pid();
-    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let target = health.addr();
     let idle_fds = fd_count(pid);
 
     // Several times more clients than slots; the keep-alive ones share the probe's address.
@@ -170,7 +112,6 @@ fn held_connections_never_keep_a_fresh_probe_waiting() {
     );
     let answers_before = flood.answers();
 
-    let probe = testkit::bin_path("probe");
     let mut slow = Vec::new();
     let mut times = Vec::new();
     let mut most_fds = 0;
@@ -178,7 +119,7 @@ fn held_connections_never_keep_a_fresh_probe_waiting() {
     let mut requests = 0;
     let began = Instant::now();
     while began.elapsed() < UNDER_FLOOD {
-        let (code, took, text) = timed_probe(&probe, target);
+        let (code, took, text) = timed_probe(target);
         probes += 1;
         times.push(took);
         if code != Some(0) || took >= DEADLINE {
@@ -227,13 +168,12 @@ fn held_connections_never_keep_a_fresh_probe_waiting() {
         times[times.len() - 1],
     );
     // Operators see it: connections closed to make room are counted.
-    let (_, metrics) = common::http_get(target, "/metrics").expect("/metrics answers");
+    let metrics = health.try_get("/metrics").expect("/metrics answers").text();
     let evicted: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("supervisor_health_connections_evicted_total "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no eviction count in\n{metrics}"));
     assert!(evicted > 0.0, "{metrics}");
-    supervisor.signal(nix::sys::signal::Signal::SIGTERM);
-    supervisor.wait_exit(Duration::from_secs(15));
+    supervisor.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15));
 }

@@ -5,10 +5,11 @@ mod health_support;
 
 use std::time::{Duration, Instant};
 
-use health_support::{config, url_via, Blackhole, ChildProcess, Harness, Proxy, Reply, SECOND};
+use health_support::{config, url_via, ChildProcess, Harness, Proxy, SECOND};
 use supervisor::health::{ChildCheck, Details};
 use supervisor::state::Phase;
-use testkit::PgCluster;
+use testkit::server::Blackhole;
+use testkit::{PgCluster, Response};
 
 const USER: &str = "health_watcher_q7";
 const PASSWORD: &str = "Wk3-unusual-Secret-9z";
@@ -37,8 +38,8 @@ fn postgres_entry(health: &Harness) -> serde_json::Value {
     health.get("/health").json()["checks"]["postgres:responseTime"][0].clone()
 }
 
-fn postgres_output(reply: &Reply) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+fn postgres_output(reply: &Response) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(&reply.text()).ok()?;
     json["checks"]["postgres:responseTime"][0]["output"]
         .as_str()
         .map(str::to_owned)
@@ -65,7 +66,7 @@ fn refused_is_reported_at_once() {
     assert_eq!(reply.status, 503);
     assert!(took < SECOND, "{took:?}");
     let one = health.get("/readyz/postgres");
-    assert_eq!((one.status, one.body.as_str()), (503, "failed"));
+    assert_eq!((one.status, one.text().as_str()), (503, "failed"));
     assert_eq!(health.get("/livez").status, 200);
     assert_no_secret(&health.logs.text());
 }
@@ -131,11 +132,11 @@ fn slow_answers_warn_then_time_out_then_recover() {
     let entry = &reply.json()["checks"]["postgres:responseTime"][0];
     let ms = entry["observedValue"].as_f64().unwrap();
     assert!((250.0..800.0).contains(&ms), "{entry}");
-    assert_eq!(health.get("/readyz").body, "ok");
+    assert_eq!(health.get("/readyz").text(), "ok");
     assert!(
         health
             .get("/readyz?verbose")
-            .body
+            .text()
             .contains("[+]postgres ok\n"),
         "a warning passes"
     );
@@ -147,7 +148,7 @@ fn slow_answers_warn_then_time_out_then_recover() {
     assert_eq!(reply.status, 503);
     assert!(health
         .get("/readyz")
-        .body
+        .text()
         .contains("[-]postgres failed: timeout\n"));
 
     proxy.set_delay(Duration::ZERO);
@@ -169,7 +170,7 @@ fn a_restarted_server_fails_then_recovers() {
 
     pg.stop();
     let (reply, took) = health.wait_for("/readyz/postgres", 4 * SECOND, |r| r.status == 503);
-    assert_eq!(reply.body, "failed");
+    assert_eq!(reply.text(), "failed");
     // The next refresh (every 2 s) notices.
     assert!(took < Duration::from_millis(3_000), "{took:?}");
     let output = postgres_output(&health.get("/health")).unwrap();
@@ -202,7 +203,7 @@ fn a_wrong_password_is_an_authentication_failure_without_the_secrets() {
     let (reply, _) = health.wait_for("/health", 3 * SECOND, |r| {
         postgres_output(r).as_deref() == Some("authentication failed")
     });
-    assert_no_secret(&reply.body);
+    assert_no_secret(&reply.text());
     let logs = health.logs.text();
     assert!(
         logs.contains("authentication failed") || logs.contains("authentication"),
@@ -234,7 +235,7 @@ fn a_flood_of_requests_adds_no_queries_or_connections() {
     let queries = proxy.queries();
 
     let began = Instant::now();
-    let addr = health.addr;
+    let endpoint = health.endpoint();
     let workers: Vec<_> = (0..4)
         .map(|worker| {
             std::thread::spawn(move || {
@@ -247,11 +248,10 @@ fn a_flood_of_requests_adds_no_queries_or_connections() {
                 ];
                 let mut bodies = String::new();
                 for i in 0..500 {
-                    let reply =
-                        health_support::call(addr, "GET", paths[(i + worker) % paths.len()]);
+                    let reply = endpoint.get(paths[(i + worker) % paths.len()], &[]);
                     assert_eq!(reply.status, 200, "{reply:?}");
                     if i % 50 == 0 {
-                        bodies.push_str(&reply.body);
+                        bodies.push_str(&reply.text());
                     }
                 }
                 bodies
@@ -277,6 +277,6 @@ fn a_flood_of_requests_adds_no_queries_or_connections() {
     for body in bodies {
         assert_no_secret(&body);
     }
-    assert_no_secret(&health.get("/metrics").body);
+    assert_no_secret(&health.get("/metrics").text());
     assert_no_secret(&health.logs.text());
 }

@@ -7,28 +7,26 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use common::{alive, fixture, parse_nanos, processes, shared_cluster, Launch, Scratch};
+use common::{fixture, parse_nanos, start_sh, traps, Scratch};
+use testkit::{Database, Finished, Launch, Proc};
 
 /// The child leaves 100 orphans that die a second later: the supervisor must adopt them (as PID 1 or as child
 /// subreaper) and reap each one; no zombie may stay for 1 s.
 fn orphans_are_reaped(pid1: bool) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
     let orphans = fixture("orphans.sh");
-    let mut launch = Launch::child(
-        &cluster.url(&db),
+    let mut running = Launch::supervisor_child(
+        &db.url(),
         &[
             "bash",
             orphans.to_str().unwrap(),
             &scratch.arg("spawned"),
             "4",
         ],
-    );
-    if pid1 {
-        launch.pid1();
-    }
-    let mut running = launch.spawn();
+    )
+    .as_pid1(pid1)
+    .spawn();
     let supervisor = running.pid();
 
     // Watch the supervisor's children from the start until the orphans are long gone.
@@ -44,7 +42,7 @@ fn orphans_are_reaped(pid1: bool) {
             spawned = true;
             watch_until = now + Duration::from_millis(2500);
         }
-        for p in processes().into_iter().filter(|p| p.ppid == supervisor) {
+        for p in Proc::children_of(supervisor) {
             adopted.insert(p.pid);
             if p.state == 'Z' {
                 let since = *zombie_since.entry(p.pid).or_insert(now);
@@ -81,13 +79,12 @@ fn as_pid_1_orphans_are_reaped() {
 /// Runs `script` as the child; it must write the pid of a leftover to `left` and `date +%s%N` to `exited` just
 /// before it exits 0. Returns the leftover's pid and how long the supervisor took to exit after the child.
 fn run_with_leftover(script: &str, stop_grace: &str) -> (i32, Duration) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
     let script = script
         .replace("LEFT", &scratch.arg("left"))
         .replace("EXITED", &scratch.arg("exited"));
-    let done = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
+    let done = Launch::supervisor_child(&db.url(), &["sh", "-c", &script])
         .env("STOP_GRACE", stop_grace)
         .run(Duration::from_secs(30));
     done.assert_code(0);
@@ -115,7 +112,7 @@ fn a_leftover_ignoring_sigterm_is_killed_after_stop_grace() {
         "exited {after:?} after the child, STOP_GRACE is 500ms"
     );
     testkit::wait_for("the leftover to be gone", Duration::from_secs(2), || {
-        (!alive(leftover)).then_some(())
+        (!Proc::alive(leftover)).then_some(())
     });
 }
 
@@ -130,17 +127,16 @@ fn a_leftover_that_stops_on_sigterm_ends_the_run_at_once() {
         "exited {after:?} after the child"
     );
     testkit::wait_for("the leftover to be gone", Duration::from_secs(2), || {
-        (!alive(leftover)).then_some(())
+        (!Proc::alive(leftover)).then_some(())
     });
 }
 
 /// Runs a child that appends `date +%s%N` to `starts` and then does `then`; returns the start times and the exit.
-fn starts(restart: Option<&str>, then: &str) -> (Vec<std::time::SystemTime>, common::Finished) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+fn starts(restart: Option<&str>, then: &str) -> (Vec<std::time::SystemTime>, Finished) {
+    let db = Database::shared();
     let scratch = Scratch::new();
     let script = format!("date +%s%N >> {}; {then}", scratch.arg("starts"));
-    let mut launch = Launch::child(&cluster.url(&db), &["sh", "-c", &script]);
+    let mut launch = Launch::supervisor_child(&db.url(), &["sh", "-c", &script]);
     if let Some(policy) = restart {
         launch.env("RESTART", policy);
     }
@@ -198,30 +194,23 @@ fn never_and_success_are_not_restarted() {
 
 #[test]
 fn sigterm_during_the_restart_backoff_stops_without_another_start() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
     let script = format!("date +%s%N >> {}; exit 4", scratch.arg("starts"));
-    let mut running = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
+    let mut running = Launch::supervisor_child(&db.url(), &["sh", "-c", &script])
         .env("RESTART", "on-failure:9")
         .spawn();
     // After the sixth failure the backoff is 3.2 s: time enough to see the child gone and signal.
-    testkit::wait_for("six starts", Duration::from_secs(20), || {
+    running.wait_for("six starts", Duration::from_secs(20), || {
         (scratch.lines("starts").len() >= 6).then_some(())
     });
     let supervisor = running.pid();
-    testkit::wait_for("the sixth child to be gone", Duration::from_secs(2), || {
-        (!processes().iter().any(|p| p.ppid == supervisor)).then_some(())
+    running.wait_for("the sixth child to be gone", Duration::from_secs(2), || {
+        Proc::children_of(supervisor).is_empty().then_some(())
     });
-    let sent = Instant::now();
-    running.signal(Signal::SIGTERM);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let (done, took) = running.stop_with(Signal::SIGTERM, Duration::from_secs(5));
     done.assert_code(143);
-    assert!(
-        done.at - sent < Duration::from_secs(1),
-        "took {:?}",
-        done.at - sent
-    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(
         scratch.lines("starts").len(),
         6,
@@ -231,14 +220,12 @@ fn sigterm_during_the_restart_backoff_stops_without_another_start() {
 
 #[test]
 fn a_stopped_child_is_not_restarted() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
-    let child = common::traps_child(&scratch);
-    let mut running = Launch::child(&cluster.url(&db), &common::strs(&child))
+    let mut running = traps(&db.url(), &scratch)
         .env("RESTART", "on-failure:3")
         .spawn();
-    running.wait_line(&scratch, "traps", "ready", Duration::from_secs(20));
+    scratch.wait_line(&running, "traps", "ready", Duration::from_secs(20));
     running.signal(Signal::SIGTERM);
     // The child exits 42 on SIGTERM: a failure, but one the stop asked for.
     running.wait_exit(Duration::from_secs(5)).assert_code(42);
@@ -251,24 +238,15 @@ fn a_stopped_child_is_not_restarted() {
 
 #[test]
 fn a_child_exiting_during_the_drain_ends_it_at_once() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let scratch = Scratch::new();
-    let script = format!("echo ready > {}; sleep 0.5; exit 5", scratch.arg("ready"));
-    let mut running = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
-        .env("DRAIN_DELAY", "10s")
-        .spawn();
-    testkit::wait_for("the child to start", Duration::from_secs(20), || {
-        scratch.exists("ready").then_some(())
-    });
-    let sent = Instant::now();
-    running.signal(Signal::SIGTERM);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let (mut running, _scratch, _db) =
+        start_sh("echo ready > READY; sleep 0.5; exit 5", |launch| {
+            launch.env("DRAIN_DELAY", "10s");
+        });
+    let (done, took) = running.stop_with(Signal::SIGTERM, Duration::from_secs(5));
     done.assert_code(5);
     assert!(
-        done.at - sent < Duration::from_secs(2),
-        "waited {:?} for a drain whose child was gone",
-        done.at - sent
+        took < Duration::from_secs(2),
+        "waited {took:?} for a drain whose child was gone"
     );
 }
 

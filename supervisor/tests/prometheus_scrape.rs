@@ -10,10 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use health_support::prometheus::{self, AcceptProxy, Prometheus};
-use health_support::{call_with, config, ChildProcess, Harness, Reply};
+use health_support::{config, ChildProcess, Harness};
 use supervisor::health::{ChildCheck, Details};
 use supervisor::state::Phase;
-use testkit::PgCluster;
+use testkit::{PgCluster, Response};
 
 /// What Prometheus 2.x sends.
 const PROMETHEUS_ACCEPT: &str =
@@ -145,9 +145,9 @@ fn running_listener(pg: &PgCluster) -> (Harness, ChildProcess) {
     (health, child)
 }
 
-fn metrics(health: &Harness, accept: Option<&str>) -> Reply {
+fn metrics(health: &Harness, accept: Option<&str>) -> Response {
     let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
-    call_with(health.addr, "GET", "/metrics", &headers)
+    health.endpoint().get("/metrics", &headers)
 }
 
 #[test]
@@ -178,23 +178,25 @@ fn the_content_type_names_the_format_of_the_body() {
         );
         assert_eq!(reply.header("vary"), Some("accept"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
-        let exposition = Exposition::parse(&reply.body);
-        exposition.assert_consistent(format, &reply.body);
+        let exposition = Exposition::parse(&reply.text());
+        exposition.assert_consistent(format, &reply.text());
         match format {
             Format::OpenMetrics => {
-                assert!(reply.body.ends_with("# EOF\n"), "{}", reply.body);
+                assert!(reply.text().ends_with("# EOF\n"), "{}", reply.text());
                 assert_eq!(
-                    exposition.types["supervisor_health_requests"], "counter",
+                    exposition.types["supervisor_health_requests"],
+                    "counter",
                     "{}",
-                    reply.body
+                    reply.text()
                 );
             }
             Format::Text => {
-                assert!(!reply.body.contains("# EOF"), "{}", reply.body);
+                assert!(!reply.text().contains("# EOF"), "{}", reply.text());
                 assert_eq!(
-                    exposition.types["supervisor_health_requests_total"], "counter",
+                    exposition.types["supervisor_health_requests_total"],
+                    "counter",
                     "{}",
-                    reply.body
+                    reply.text()
                 );
             }
         }
@@ -206,7 +208,7 @@ fn the_content_type_names_the_format_of_the_body() {
         eprintln!("skipped `promtool check metrics`: promtool is not installed (apt-get install prometheus)");
         return;
     };
-    let body = metrics(&health, Some(TEXT_ACCEPT)).body;
+    let body = metrics(&health, Some(TEXT_ACCEPT)).text();
     let mut check = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -257,7 +259,7 @@ fn a_prometheus_server_keeps_every_metrics_type_and_help() {
     let everything = server.wait_api("/api/v1/metadata", Duration::from_secs(30), |data| {
         let stored = data.as_object()?;
         let complete = jobs.iter().all(|(_, _, accept)| {
-            let exposition = Exposition::parse(&metrics(&health, Some(accept)).body);
+            let exposition = Exposition::parse(&metrics(&health, Some(accept)).text());
             exposition
                 .types
                 .keys()
@@ -268,7 +270,7 @@ fn a_prometheus_server_keeps_every_metrics_type_and_help() {
 
     for (job, format, accept) in jobs {
         let reply = metrics(&health, Some(accept));
-        let exposition = Exposition::parse(&reply.body);
+        let exposition = Exposition::parse(&reply.text());
         let selector = format!("%7Bjob%3D%22{job}%22%7D");
         // What Prometheus keeps for this target: metric name to (type, help).
         let kept: BTreeMap<String, (String, String)> = server.wait_api(

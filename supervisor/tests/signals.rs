@@ -7,25 +7,28 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use common::{shared_cluster, strs, traps_child, Launch, Running, Scratch};
+use common::{start_sh, traps, Scratch};
+use testkit::{Database, Launch, Proc, Running};
 
-/// Starts the supervisor with the trap-recording child and waits until its traps are set.
-fn start_traps(url: &str, pid1: bool, configure: impl FnOnce(&mut Launch)) -> (Running, Scratch) {
+/// A child that ignores SIGTERM, and says when it runs.
+const IGNORES_SIGTERM: &str =
+    "trap '' TERM; echo ready > READY; for i in $(seq 600); do sleep 0.1; done";
+
+/// Starts the supervisor with the trap-recording child and waits until its traps are set; the database must
+/// outlive the run.
+fn start_traps(pid1: bool, configure: impl FnOnce(&mut Launch)) -> (Running, Scratch, Database) {
+    let db = Database::shared();
     let scratch = Scratch::new();
-    let mut launch = Launch::child(url, &strs(&traps_child(&scratch)));
-    if pid1 {
-        launch.pid1();
-    }
+    let mut launch = traps(&db.url(), &scratch);
+    launch.as_pid1(pid1);
     configure(&mut launch);
     let running = launch.spawn();
-    scratch.wait_line("traps", "ready", Duration::from_secs(20));
-    (running, scratch)
+    scratch.wait_line(&running, "traps", "ready", Duration::from_secs(20));
+    (running, scratch, db)
 }
 
 fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let (mut running, scratch) = start_traps(&cluster.url(&db), pid1, |_| {});
+    let (mut running, scratch, _db) = start_traps(pid1, |_| {});
 
     let (pid, ppid) = {
         let ids = scratch.read("traps.pid");
@@ -44,7 +47,7 @@ fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
             "the supervisor is the child's parent"
         );
         assert_eq!(
-            common::proc_stat(pid.parse().unwrap()).map(|p| p.pgrp),
+            Proc::of(pid.parse().unwrap()).map(|p| p.pgrp),
             pid.parse().ok(),
             "the child leads its own process group"
         );
@@ -59,7 +62,7 @@ fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
         (Signal::SIGCONT, "CONT"),
     ] {
         running.signal(signal);
-        running.wait_line(&scratch, "traps", name, Duration::from_secs(5));
+        scratch.wait_line(&running, "traps", name, Duration::from_secs(5));
     }
     assert!(
         running.still_running_after(Duration::from_millis(100)),
@@ -72,7 +75,7 @@ fn forwards_every_signal(pid1: bool, stop: Signal, code: i32) {
         "INT"
     };
     running.signal(stop);
-    running.wait_line(&scratch, "traps", name, Duration::from_secs(5));
+    scratch.wait_line(&running, "traps", name, Duration::from_secs(5));
     let done = running.wait_exit(Duration::from_secs(5));
     done.assert_code(code);
     let lines = scratch.lines("traps");
@@ -105,14 +108,14 @@ fn as_pid_1_forwards_every_signal_and_sigint_stops() {
 
 #[test]
 fn as_pid_1_the_supervisor_is_pid_1() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
     let out = scratch.arg("ppid");
     let script = format!("echo \"$PPID $(cat /proc/1/comm)\" > {out}");
-    let mut launch = Launch::child(&cluster.url(&db), &["sh", "-c", &script]);
-    launch.pid1();
-    launch.run(Duration::from_secs(20)).assert_code(0);
+    Launch::supervisor_child(&db.url(), &["sh", "-c", &script])
+        .as_pid1(true)
+        .run(Duration::from_secs(20))
+        .assert_code(0);
     let seen = scratch.read("ppid");
     assert_eq!(
         seen.trim(),
@@ -123,29 +126,20 @@ fn as_pid_1_the_supervisor_is_pid_1() {
 
 /// SIGINT to `bash -c 'sleep 1000; true'`: only the group gets it to sleep, bash then dies of SIGINT.
 fn group_delivery(pid1: bool) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let mut launch = Launch::child(&cluster.url(&db), &["bash", "-c", "sleep 1000; true"]);
-    if pid1 {
-        launch.pid1();
-    }
-    let mut running = launch.spawn();
+    let db = Database::shared();
+    let mut running = Launch::supervisor_child(&db.url(), &["bash", "-c", "sleep 1000; true"])
+        .as_pid1(pid1)
+        .spawn();
     // The signal must find `sleep` already started.
-    testkit::wait_for("bash to start sleep", Duration::from_secs(20), || {
+    running.wait_for("bash to start sleep", Duration::from_secs(20), || {
         running
             .in_session()
             .into_iter()
-            .find(|p| common::comm(p.pid) == "sleep")
+            .find(|p| Proc::comm(p.pid) == "sleep")
     });
-    let sent = Instant::now();
-    running.signal(Signal::SIGINT);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let (done, took) = running.stop_with(Signal::SIGINT, Duration::from_secs(5));
     done.assert_code(130);
-    assert!(
-        done.at - sent < Duration::from_millis(500),
-        "took {:?}",
-        done.at - sent
-    );
+    assert!(took < Duration::from_millis(500), "took {took:?}");
 }
 
 #[test]
@@ -209,19 +203,17 @@ fn ignore_and_block_some_signals() -> std::io::Result<()> {
 }
 
 fn default_dispositions(pid1: bool) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
+    let db = Database::shared();
     let scratch = Scratch::new();
     // cp reads /proc/self/status in its own process: the child's own masks, with no shell in between.
-    let mut launch = Launch::child(
-        &cluster.url(&db),
+    Launch::supervisor_child(
+        &db.url(),
         &["cp", "/proc/self/status", &scratch.arg("status")],
-    );
-    launch.pre_exec(ignore_and_block_some_signals);
-    if pid1 {
-        launch.pid1();
-    }
-    launch.run(Duration::from_secs(20)).assert_code(0);
+    )
+    .pre_exec(ignore_and_block_some_signals)
+    .as_pid1(pid1)
+    .run(Duration::from_secs(20))
+    .assert_code(0);
     let status = scratch.read("status");
     for field in ["SigBlk", "SigIgn"] {
         let value = status
@@ -248,9 +240,8 @@ fn as_pid_1_the_child_starts_with_default_dispositions_and_an_empty_mask() {
 
 #[test]
 fn exits_with_the_childs_status() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let url = cluster.url(&db);
+    let db = Database::shared();
+    let url = db.url();
     for (script, code) in [
         ("exit 0", 0),
         ("exit 3", 3),
@@ -258,28 +249,29 @@ fn exits_with_the_childs_status() {
         ("kill -9 $$", 137),
         ("kill -USR1 $$", 138),
     ] {
-        let done = Launch::child(&url, &["sh", "-c", script]).run(Duration::from_secs(20));
-        done.assert_code(code);
+        Launch::supervisor_child(&url, &["sh", "-c", script])
+            .run(Duration::from_secs(20))
+            .assert_code(code);
     }
-    let mut pid1 = Launch::child(&url, &["sh", "-c", "kill -9 $$"]);
-    pid1.pid1();
-    pid1.run(Duration::from_secs(20)).assert_code(137);
+    Launch::supervisor_child(&url, &["sh", "-c", "kill -9 $$"])
+        .as_pid1(true)
+        .run(Duration::from_secs(20))
+        .assert_code(137);
 }
 
 #[test]
 fn drain_delay_holds_the_signal_while_readiness_fails() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let (mut running, scratch) = start_traps(&cluster.url(&db), false, |launch| {
+    let (mut running, scratch, _db) = start_traps(false, |launch| {
         launch.env("DRAIN_DELAY", "2s");
     });
-    running.wait_status("/readyz", 200, Duration::from_secs(15));
+    let health = running.health();
+    health.wait_status("/readyz", 200, Duration::from_secs(15));
 
     let sent = Instant::now();
     running.signal(Signal::SIGTERM);
     // Readiness fails within 100 ms: ask as fast as the listener answers.
     let failed_after = loop {
-        let status = running.get("/readyz").map(|r| r.0);
+        let status = health.try_get("/readyz").map(|r| r.status);
         let elapsed = sent.elapsed();
         if status == Some(503) {
             break elapsed;
@@ -294,7 +286,7 @@ fn drain_delay_holds_the_signal_while_readiness_fails() {
         "/readyz failed only after {failed_after:?}"
     );
     assert_eq!(
-        running.get("/livez").map(|r| r.0),
+        health.try_get("/livez").map(|r| r.status),
         Some(200),
         "liveness must hold while draining"
     );
@@ -303,7 +295,7 @@ fn drain_delay_holds_the_signal_while_readiness_fails() {
         "the child got SIGTERM before DRAIN_DELAY"
     );
 
-    scratch.wait_line("traps", "TERM", Duration::from_secs(5));
+    scratch.wait_line(&running, "traps", "TERM", Duration::from_secs(5));
     let forwarded_after = sent.elapsed();
     assert!(
         forwarded_after >= Duration::from_millis(1900)
@@ -315,16 +307,15 @@ fn drain_delay_holds_the_signal_while_readiness_fails() {
 
 #[test]
 fn a_second_sigterm_cuts_the_drain_short() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let (mut running, scratch) = start_traps(&cluster.url(&db), false, |launch| {
+    let (mut running, scratch, _db) = start_traps(false, |launch| {
         launch.env("DRAIN_DELAY", "20s");
     });
-    running.wait_status("/readyz", 200, Duration::from_secs(15));
+    let health = running.health();
+    health.wait_status("/readyz", 200, Duration::from_secs(15));
     running.signal(Signal::SIGTERM);
     // The first SIGTERM has been taken (readiness reports the drain) before the second is sent: two pending
     // SIGTERMs would merge into one.
-    running.wait_status("/readyz", 503, Duration::from_secs(1));
+    health.wait_status("/readyz", 503, Duration::from_secs(1));
     assert!(
         running.still_running_after(Duration::from_millis(200)),
         "exited during the drain"
@@ -333,7 +324,7 @@ fn a_second_sigterm_cuts_the_drain_short() {
 
     let second = Instant::now();
     running.signal(Signal::SIGTERM);
-    scratch.wait_line("traps", "TERM", Duration::from_secs(2));
+    scratch.wait_line(&running, "traps", "TERM", Duration::from_secs(2));
     assert!(
         second.elapsed() < Duration::from_millis(500),
         "forwarded after {:?}",
@@ -344,24 +335,11 @@ fn a_second_sigterm_cuts_the_drain_short() {
 
 #[test]
 fn a_child_ignoring_sigterm_is_killed_after_stop_grace() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let scratch = Scratch::new();
-    let script = format!(
-        "trap '' TERM; echo ready > {}; for i in $(seq 600); do sleep 0.1; done",
-        scratch.arg("ready")
-    );
-    let mut running = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
-        .env("STOP_GRACE", "500ms")
-        .spawn();
-    testkit::wait_for("the child to start", Duration::from_secs(20), || {
-        scratch.exists("ready").then_some(())
+    let (mut running, _scratch, _db) = start_sh(IGNORES_SIGTERM, |launch| {
+        launch.env("STOP_GRACE", "500ms");
     });
-    let sent = Instant::now();
-    running.signal(Signal::SIGTERM);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let (done, took) = running.stop_with(Signal::SIGTERM, Duration::from_secs(5));
     done.assert_code(137);
-    let took = done.at - sent;
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(1000),
         "killed after {took:?}, STOP_GRACE is 500ms"
@@ -370,29 +348,20 @@ fn a_child_ignoring_sigterm_is_killed_after_stop_grace() {
 
 #[test]
 fn the_health_listener_answers_until_the_end_of_the_stop() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let scratch = Scratch::new();
-    let script = format!(
-        "trap '' TERM; echo ready > {}; for i in $(seq 600); do sleep 0.1; done",
-        scratch.arg("ready")
-    );
-    let mut running = Launch::child(&cluster.url(&db), &["sh", "-c", &script])
-        .env("STOP_GRACE", "1s")
-        .spawn();
-    testkit::wait_for("the child to start", Duration::from_secs(20), || {
-        scratch.exists("ready").then_some(())
+    let (mut running, _scratch, _db) = start_sh(IGNORES_SIGTERM, |launch| {
+        launch.env("STOP_GRACE", "1s");
     });
+    let health = running.health();
     // Ready first, so that the 503 below comes from the stop and not from a check still starting.
-    running.wait_status("/readyz", 200, Duration::from_secs(15));
+    health.wait_status("/readyz", 200, Duration::from_secs(15));
     running.signal(Signal::SIGTERM);
-    running.wait_status("/readyz", 503, Duration::from_secs(1));
+    health.wait_status("/readyz", 503, Duration::from_secs(1));
     // Within the grace period, the listener still answers: liveness holds, readiness says draining.
-    assert_eq!(running.get("/livez").map(|r| r.0), Some(200));
-    let (code, body) = running
-        .get("/readyz?verbose")
+    assert_eq!(health.try_get("/livez").map(|r| r.status), Some(200));
+    let readyz = health
+        .try_get("/readyz?verbose")
         .expect("an answer while stopping");
-    assert_eq!(code, 503);
-    assert!(body.contains("draining"), "{body}");
+    assert_eq!(readyz.status, 503);
+    assert!(readyz.text().contains("draining"), "{}", readyz.text());
     running.wait_exit(Duration::from_secs(5)).assert_code(137);
 }

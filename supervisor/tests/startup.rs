@@ -4,110 +4,93 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use testkit::PgCluster;
 
-use common::{
-    assert_no_secret, migration_count, refused_url, shared_cluster, strs, traps_child, Launch,
-    Scratch,
-};
+use common::{migration_count, refused_url, touch_started, traps, Scratch};
+use testkit::{Database, Launch, PgCluster, Running};
 
 const PASSWORD: &str = "pw-Hm4Wc9yPq";
 
 #[test]
 fn a_database_that_comes_up_late_is_waited_for() {
-    let cluster = PgCluster::start();
-    let db = cluster.create_database();
-    cluster.stop();
+    let db = Database::start();
+    db.cluster.stop();
 
     let scratch = Scratch::new();
-    let marker = scratch.arg("started");
-    let mut running = Launch::child(&cluster.url(&db), &["touch", &marker])
+    let mut running = touch_started(&db.url(), &scratch)
         .env("DB_WAIT", "20s")
         .spawn();
-    running.wait_health_up(Duration::from_secs(5));
-    assert!(
-        running
-            .stderr
-            .wait_contains("not reachable", Duration::from_secs(5)),
-        "no sign of waiting for PostgreSQL:\n{}",
-        running.stderr.text()
-    );
+    wait_for_the_database(&running);
     assert_eq!(
-        running.get("/readyz").map(|r| r.0),
+        running.health().try_get("/readyz").map(|r| r.status),
         Some(503),
         "ready while the database is down"
     );
-    assert!(
-        !scratch.exists("started"),
-        "the child started without the database"
-    );
-    cluster.restart();
+    assert!(!scratch.started(), "the child started without the database");
+    db.cluster.restart();
 
     let done = running.wait_exit(Duration::from_secs(25));
     done.assert_code(0);
-    assert!(scratch.exists("started"), "the child never ran");
+    assert!(scratch.started(), "the child never ran");
     assert_eq!(
-        cluster.psql(&db, "SELECT count(*) FROM refinery_schema_history"),
+        db.psql("SELECT count(*) FROM refinery_schema_history"),
         migration_count().to_string()
     );
-    assert_no_secret(&done.output(), cluster.password());
+    done.assert_no_secret(db.cluster.password());
 }
 
 #[test]
 fn the_health_listener_reports_starting_within_a_second() {
-    let mut running = Launch::child(&refused_url(PASSWORD), &["true"])
+    let mut running = Launch::supervisor_child(&refused_url(PASSWORD), &["true"])
         .env("DB_WAIT", "30s")
         .spawn();
-    running.wait_health_up(Duration::from_secs(1));
+    let health = running.health();
+    health.wait_answer("/livez", Duration::from_secs(1));
     assert!(
         running.started.elapsed() < Duration::from_secs(1),
         "the listener took {:?}",
         running.started.elapsed()
     );
     assert_eq!(
-        running.get("/livez").map(|r| r.0),
+        health.try_get("/livez").map(|r| r.status),
         Some(200),
         "starting is alive"
     );
-    let (code, body) = running.get("/readyz").expect("an answer");
-    assert_eq!(code, 503, "ready while starting: {body}");
+    let readyz = health.try_get("/readyz").expect("an answer");
+    let body = readyz.text();
+    assert_eq!(readyz.status, 503, "ready while starting: {body}");
     assert!(body.contains("starting"), "{body}");
-    assert_no_secret(&body, PASSWORD);
-    running.signal(Signal::SIGTERM);
-    running.wait_exit(Duration::from_secs(5)).assert_code(143);
+    assert!(!body.contains(PASSWORD), "{body}");
+    let (done, _) = running.stop_with(Signal::SIGTERM, Duration::from_secs(5));
+    done.assert_code(143);
+}
+
+/// Waits until the supervisor's health listener answers and its log says it is waiting for PostgreSQL.
+fn wait_for_the_database(running: &Running) {
+    running
+        .health()
+        .wait_answer("/livez", Duration::from_secs(5));
+    running.wait_log("not reachable", Duration::from_secs(5));
 }
 
 /// SIGTERM or SIGINT while PostgreSQL refuses connections: start-up ends within 1 s with 128+N.
 fn stop_while_waiting_for_the_database(signal: Signal, code: i32, pid1: bool) {
     let scratch = Scratch::new();
-    let marker = scratch.arg("started");
-    let mut launch = Launch::child(&refused_url(PASSWORD), &["touch", &marker]);
-    launch.env("DB_WAIT", "30s");
-    if pid1 {
-        launch.pid1();
-    }
-    let mut running = launch.spawn();
-    running.wait_health_up(Duration::from_secs(5));
-    assert!(running
-        .stderr
-        .wait_contains("not reachable", Duration::from_secs(5)));
-    let sent = Instant::now();
-    running.signal(signal);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let mut running = touch_started(&refused_url(PASSWORD), &scratch)
+        .env("DB_WAIT", "30s")
+        .as_pid1(pid1)
+        .spawn();
+    wait_for_the_database(&running);
+    let (done, took) = running.stop_with(signal, Duration::from_secs(5));
     done.assert_code(code);
     assert!(
-        done.at - sent < Duration::from_secs(1),
-        "{signal} took {:?} to end start-up",
-        done.at - sent
+        took < Duration::from_secs(1),
+        "{signal} took {took:?} to end start-up"
     );
-    assert!(
-        !scratch.exists("started"),
-        "the child was started after {signal}"
-    );
-    assert_no_secret(&done.output(), PASSWORD);
+    assert!(!scratch.started(), "the child was started after {signal}");
+    done.assert_no_secret(PASSWORD);
 }
 
 #[test]
@@ -127,12 +110,11 @@ fn sigterm_while_waiting_for_the_database_as_pid_1_exits_143() {
 
 #[test]
 fn other_signals_during_start_up_do_not_stop_it() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let lock = HeldLock::take(&cluster, &db);
+    let db = Database::shared();
+    let lock = HeldLock::take(&db);
     let scratch = Scratch::new();
-    let mut running = Launch::child(&cluster.url(&db), &strs(&traps_child(&scratch))).spawn();
-    lock.wait_for_waiter(&cluster, &db);
+    let mut running = traps(&db.url(), &scratch).spawn();
+    lock.wait_for_waiter();
     for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGWINCH] {
         running.signal(signal);
     }
@@ -141,29 +123,28 @@ fn other_signals_during_start_up_do_not_stop_it() {
         "a non-stop signal ended start-up"
     );
     drop(lock);
-    scratch.wait_line("traps", "ready", Duration::from_secs(10));
-    running.signal(Signal::SIGTERM);
-    running.wait_exit(Duration::from_secs(10)).assert_code(42);
+    scratch.wait_line(&running, "traps", "ready", Duration::from_secs(10));
+    let (done, _) = running.stop_with(Signal::SIGTERM, Duration::from_secs(10));
+    done.assert_code(42);
 }
 
 /// A psql session holding the migration lock; its server session is ended on drop (killing psql alone would
 /// leave the backend asleep, holding the lock).
 struct HeldLock<'a> {
     psql: Child,
-    cluster: &'a PgCluster,
-    db: String,
+    db: &'a Database,
 }
 
 const HOLDER: &str = "migration-lock-holder";
 
 impl<'a> HeldLock<'a> {
-    fn take(cluster: &'a PgCluster, db: &str) -> HeldLock<'a> {
+    fn take(db: &'a Database) -> HeldLock<'a> {
         let psql = Command::new("psql")
             .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
             .arg("-p")
-            .arg(cluster.port().to_string())
+            .arg(db.cluster.port().to_string())
             .arg("-d")
-            .arg(db)
+            .arg(&db.name)
             .arg("-c")
             .arg(format!(
                 "SELECT pg_advisory_lock({})",
@@ -171,55 +152,45 @@ impl<'a> HeldLock<'a> {
             ))
             .arg("-c")
             .arg("SELECT pg_sleep(60)")
-            .env("PGPASSWORD", cluster.password())
+            .env("PGPASSWORD", db.cluster.password())
             .env("PGAPPNAME", HOLDER)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("running psql");
-        let held = HeldLock {
-            psql,
-            cluster,
-            db: db.to_owned(),
-        };
+        let held = HeldLock { psql, db };
         testkit::wait_for(
             "psql to hold the migration lock",
             Duration::from_secs(10),
-            || (advisory_locks(cluster, db, true) == 1).then_some(()),
+            || (advisory_locks(db, true) == 1).then_some(()),
         );
         held
     }
 
     /// Waits until another session (the supervisor) waits for the lock.
-    fn wait_for_waiter(&self, cluster: &PgCluster, db: &str) {
+    fn wait_for_waiter(&self) {
         testkit::wait_for(
             "the supervisor to wait for the migration lock",
             Duration::from_secs(10),
-            || (advisory_locks(cluster, db, false) >= 1).then_some(()),
+            || (advisory_locks(self.db, false) >= 1).then_some(()),
         );
     }
 }
 
 impl Drop for HeldLock<'_> {
     fn drop(&mut self) {
-        self.cluster.psql(
-            &self.db,
-            &format!(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+        self.db.psql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE application_name = '{HOLDER}' AND datname = current_database()"
-            ),
-        );
+        ));
         let _ = self.psql.kill();
         let _ = self.psql.wait();
     }
 }
 
-fn advisory_locks(cluster: &PgCluster, db: &str, granted: bool) -> usize {
-    cluster
-        .psql(
-            db,
-            &format!(
+fn advisory_locks(db: &Database, granted: bool) -> usize {
+    db.psql(&format!(
                 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
                  WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.granted = {granted}"
             ),
@@ -229,40 +200,31 @@ fn advisory_locks(cluster: &PgCluster, db: &str, granted: bool) -> usize {
 }
 
 fn stop_while_migrating(signal: Signal, code: i32) {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let lock = HeldLock::take(&cluster, &db);
+    let db = Database::shared();
+    let lock = HeldLock::take(&db);
     let scratch = Scratch::new();
-    let marker = scratch.arg("started");
-    let mut running = Launch::child(&cluster.url(&db), &["touch", &marker]).spawn();
-    lock.wait_for_waiter(&cluster, &db);
+    let mut running = touch_started(&db.url(), &scratch).spawn();
+    lock.wait_for_waiter();
     assert_eq!(
-        running.get("/readyz").map(|r| r.0),
+        running.health().try_get("/readyz").map(|r| r.status),
         Some(503),
         "ready while migrating"
     );
 
-    let sent = Instant::now();
-    running.signal(signal);
-    let done = running.wait_exit(Duration::from_secs(5));
+    let (done, took) = running.stop_with(signal, Duration::from_secs(5));
     done.assert_code(code);
     assert!(
-        done.at - sent < Duration::from_secs(1),
-        "{signal} took {:?} to end the migration wait",
-        done.at - sent
+        took < Duration::from_secs(1),
+        "{signal} took {took:?} to end the migration wait"
     );
-    assert!(
-        !scratch.exists("started"),
-        "the child was started after {signal}"
-    );
+    assert!(!scratch.started(), "the child was started after {signal}");
     drop(lock);
     // The supervisor's abandoned session gets the lock once the holder is gone, finds its client gone and ends:
     // no lock is left behind to block the next replica.
     testkit::wait_for("no migration lock left", Duration::from_secs(5), || {
-        (advisory_locks(&cluster, &db, false) + advisory_locks(&cluster, &db, true) == 0)
-            .then_some(())
+        (advisory_locks(&db, false) + advisory_locks(&db, true) == 0).then_some(())
     });
-    assert_no_secret(&done.output(), cluster.password());
+    done.assert_no_secret(db.cluster.password());
 }
 
 #[test]
@@ -281,13 +243,13 @@ fn sigint_while_the_migration_lock_is_held_exits_130() {
 /// before the child's handler is installed).
 #[test]
 fn a_stop_signal_racing_the_end_of_start_up_is_not_lost() {
-    let cluster = shared_cluster();
+    let cluster = PgCluster::shared();
     for delay_ms in [0, 5, 10, 20, 30, 45, 60, 80] {
-        let db = cluster.create_database();
-        let lock = HeldLock::take(&cluster, &db);
+        let db = Database::in_cluster(&cluster);
+        let lock = HeldLock::take(&db);
         let scratch = Scratch::new();
-        let mut running = Launch::child(&cluster.url(&db), &strs(&traps_child(&scratch))).spawn();
-        lock.wait_for_waiter(&cluster, &db);
+        let mut running = traps(&db.url(), &scratch).spawn();
+        lock.wait_for_waiter();
         drop(lock);
         // Not a synchronisation: the delay is the variable of the experiment.
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -309,24 +271,21 @@ fn a_stop_signal_racing_the_end_of_start_up_is_not_lost() {
 
 #[test]
 fn replicas_migrating_at_once_apply_each_migration_once() {
-    let cluster = shared_cluster();
+    let cluster = PgCluster::shared();
     for replicas in [3, 8] {
-        let db = cluster.create_database();
-        let url = cluster.url(&db);
+        let db = Database::in_cluster(&cluster);
+        let url = db.url();
         let mut running: Vec<_> = (0..replicas)
-            .map(|_| Launch::migrate(&url).spawn())
+            .map(|_| Launch::supervisor_migrate(&url).spawn())
             .collect();
         for replica in &mut running {
             let done = replica.wait_exit(Duration::from_secs(60));
             done.assert_code(0);
-            assert_no_secret(&done.output(), cluster.password());
+            done.assert_no_secret(db.cluster.password());
         }
         let count = migration_count();
         assert_eq!(
-            cluster.psql(
-                &db,
-                "SELECT count(*), count(DISTINCT version) FROM refinery_schema_history"
-            ),
+            db.psql("SELECT count(*), count(DISTINCT version) FROM refinery_schema_history"),
             format!("{count}|{count}"),
             "{replicas} replicas"
         );
@@ -335,20 +294,19 @@ fn replicas_migrating_at_once_apply_each_migration_once() {
 
 #[test]
 fn migrating_twice_is_a_no_op_the_second_time() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let url = cluster.url(&db);
-    Launch::migrate(&url)
+    let db = Database::shared();
+    let url = db.url();
+    Launch::supervisor_migrate(&url)
         .run(Duration::from_secs(30))
         .assert_code(0);
     let history =
         "SELECT version, name, applied_on, checksum FROM refinery_schema_history ORDER BY version";
-    let before = cluster.psql(&db, history);
+    let before = db.psql(history);
     assert_eq!(before.lines().count(), migration_count());
-    let second = Launch::migrate(&url).run(Duration::from_secs(30));
+    let second = Launch::supervisor_migrate(&url).run(Duration::from_secs(30));
     second.assert_code(0);
     assert_eq!(
-        cluster.psql(&db, history),
+        db.psql(history),
         before,
         "the second run changed the history"
     );
@@ -361,46 +319,24 @@ fn migrating_twice_is_a_no_op_the_second_time() {
 
 #[test]
 fn migrate_stops_on_sigterm_while_waiting_and_while_locked_out() {
-    let mut waiting = Launch::migrate(&refused_url(PASSWORD))
+    let mut waiting = Launch::supervisor_migrate(&refused_url(PASSWORD))
         .env("DB_WAIT", "30s")
         .spawn();
-    assert!(
-        waiting
-            .stderr
-            .wait_contains("not reachable", Duration::from_secs(5)),
-        "no sign of waiting for PostgreSQL:\n{}",
-        waiting.stderr.text()
-    );
-    let sent = Instant::now();
-    waiting.signal(Signal::SIGTERM);
-    let done = waiting.wait_exit(Duration::from_secs(5));
+    waiting.wait_log("not reachable", Duration::from_secs(5));
+    let (done, took) = waiting.stop_with(Signal::SIGTERM, Duration::from_secs(5));
     done.assert_code(143);
-    assert!(
-        done.at - sent < Duration::from_secs(1),
-        "took {:?}",
-        done.at - sent
-    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
 
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let lock = HeldLock::take(&cluster, &db);
-    let mut locked_out = Launch::migrate(&cluster.url(&db)).spawn();
-    lock.wait_for_waiter(&cluster, &db);
-    let sent = Instant::now();
-    locked_out.signal(Signal::SIGINT);
-    let done = locked_out.wait_exit(Duration::from_secs(5));
+    let db = Database::shared();
+    let lock = HeldLock::take(&db);
+    let mut locked_out = Launch::supervisor_migrate(&db.url()).spawn();
+    lock.wait_for_waiter();
+    let (done, took) = locked_out.stop_with(Signal::SIGINT, Duration::from_secs(5));
     done.assert_code(130);
-    assert!(
-        done.at - sent < Duration::from_secs(1),
-        "took {:?}",
-        done.at - sent
-    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     drop(lock);
     assert_eq!(
-        cluster.psql(
-            &db,
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'refinery_schema_history'"
-        ),
+        db.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'refinery_schema_history'"),
         "0",
         "migrated although stopped"
     );

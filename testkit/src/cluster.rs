@@ -5,13 +5,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::fs::{random_hex, TempDir};
+use crate::proc::Proc;
 
 const DIR_PREFIX: &str = "testkit-pg";
 const START_ATTEMPTS: usize = 5;
@@ -104,6 +105,19 @@ impl PgCluster {
             }
         }
         unreachable!("the last attempt either returns or panics")
+    }
+
+    /// One cluster shared by the tests of a binary that run at the same time; it stops when the last of them lets
+    /// go of it (a later test starts a fresh one). Each test takes its own database in it.
+    pub fn shared() -> Arc<PgCluster> {
+        static SHARED: Mutex<Weak<PgCluster>> = Mutex::new(Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cluster) = slot.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(PgCluster::start());
+        *slot = Arc::downgrade(&cluster);
+        cluster
     }
 
     pub fn port(&self) -> u16 {
@@ -206,6 +220,35 @@ impl PgCluster {
         }
     }
 
+    /// Stops every process of the server with SIGSTOP (as a hung host or a paused container): the postmaster
+    /// first, so that it starts no new backend, then all its children. They continue when the [`Freeze`] is
+    /// dropped, so a failing test never leaves the server frozen.
+    pub fn freeze(&self) -> Freeze {
+        let postmaster = self
+            .postmaster
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|child| Pid::from_raw(child.id() as i32))
+            .expect("the server is running");
+        kill(postmaster, Signal::SIGSTOP).expect("SIGSTOP to the postmaster");
+        let mut freeze = Freeze {
+            pids: vec![postmaster],
+        };
+        for child in Proc::children_of(postmaster.as_raw()) {
+            let child = Pid::from_raw(child.pid);
+            // A child may have exited since it was listed.
+            if kill(child, Signal::SIGSTOP).is_ok() {
+                freeze.pids.push(child);
+            }
+        }
+        assert!(
+            freeze.pids.len() > 1,
+            "the postmaster has no children to stop"
+        );
+        freeze
+    }
+
     fn log_path(&self) -> PathBuf {
         self.root.path().join("postgres.log")
     }
@@ -289,6 +332,68 @@ impl Drop for PgCluster {
         if let Some(child) = postmaster.take() {
             // Immediate shutdown: the data is thrown away anyway.
             stop_postmaster(child, Signal::SIGQUIT);
+        }
+    }
+}
+
+/// A database of its own in a cluster.
+pub struct Database {
+    pub cluster: Arc<PgCluster>,
+    pub name: String,
+}
+
+impl Database {
+    /// A fresh database in a cluster of its own (which the test may stop, restart or freeze).
+    pub fn start() -> Database {
+        Database::in_cluster(&Arc::new(PgCluster::start()))
+    }
+
+    /// A fresh database in the [shared cluster](PgCluster::shared).
+    pub fn shared() -> Database {
+        Database::in_cluster(&PgCluster::shared())
+    }
+
+    /// A fresh database in `cluster`.
+    pub fn in_cluster(cluster: &Arc<PgCluster>) -> Database {
+        let name = cluster.create_database();
+        Database {
+            cluster: cluster.clone(),
+            name,
+        }
+    }
+
+    /// The superuser's URL of this database.
+    pub fn url(&self) -> String {
+        self.cluster.url(&self.name)
+    }
+
+    /// Runs SQL in this database (see [`PgCluster::psql`]).
+    pub fn psql(&self, sql: &str) -> String {
+        self.cluster.psql(&self.name, sql)
+    }
+}
+
+/// Every process of a cluster stopped with SIGSTOP ([`PgCluster::freeze`]); continued (SIGCONT) when dropped.
+pub struct Freeze {
+    pids: Vec<Pid>,
+}
+
+impl Freeze {
+    /// How many processes are stopped.
+    pub fn processes(&self) -> usize {
+        self.pids.len()
+    }
+
+    /// Continues every stopped process.
+    pub fn thaw(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Freeze {
+    fn drop(&mut self) {
+        for pid in self.pids.drain(..) {
+            let _ = kill(pid, Signal::SIGCONT);
         }
     }
 }

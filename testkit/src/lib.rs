@@ -1,18 +1,26 @@
-//! Test harness shared by the workspace's integration tests: throwaway PostgreSQL clusters, free ports,
-//! workspace binaries, bounded polling and a throwaway certificate authority; and the load generator behind the
-//! `loadgen` binary.
+//! Test harness shared by the workspace's integration tests: throwaway PostgreSQL clusters (and PgBouncer in front
+//! of them), the workspace's binaries launched and awaited, a small HTTP client, stand-in servers, processes as
+//! /proc shows them, free ports, bounded polling and a throwaway certificate authority; and the load generator
+//! behind the `loadgen` binary.
 
 mod cluster;
 mod fs;
+pub mod http;
 pub mod load;
 mod pgbouncer;
 mod pki;
+mod proc;
+mod process;
+pub mod server;
 mod wait;
 
-pub use cluster::PgCluster;
+pub use cluster::{Database, Freeze, PgCluster};
 pub use fs::TempDir;
+pub use http::{Endpoint, Request, Response};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use pki::TestPki;
+pub use proc::Proc;
+pub use process::{require_unshare, Finished, Launch, Output, Running};
 pub use wait::wait_for;
 
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,18 +1,19 @@
 //! Shared by the health listener's integration tests: the listener on its own thread and runtime (as in the
-//! supervisor), a plain HTTP/1.1 client, a PostgreSQL TCP proxy that can delay answers and counts queries,
-//! a listener that accepts and never answers, a child process and a child HTTP endpoint.
+//! supervisor), a PostgreSQL TCP proxy that can delay answers and counts queries, a child process and a child
+//! HTTP endpoint.
 #![allow(dead_code)]
 
-pub mod flood;
 pub mod prometheus;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
+
+use testkit::server::{Acceptor, Answer, HttpServer};
+use testkit::{Endpoint, Launch, Response, Running};
 
 use supervisor::health::{ChildCheck, Details, HealthConfig};
 use supervisor::state::{ChildInfo, State};
@@ -105,29 +106,24 @@ impl Harness {
         })
     }
 
-    pub fn get(&self, target: &str) -> Reply {
-        call(self.addr, "GET", target)
+    /// The listener, as the tests call it.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.addr).with_timeout(2 * SECOND)
     }
 
-    /// Polls `target` until `accept` holds, at most `within`; returns the reply and how long it took.
+    /// GET `target`; panics when nothing answers.
+    pub fn get(&self, target: &str) -> Response {
+        self.endpoint().get(target, &[])
+    }
+
+    /// Polls `target` until `accept` holds, at most `within`; returns the response and how long it took.
     pub fn wait_for(
         &self,
         target: &str,
         within: Duration,
-        accept: impl Fn(&Reply) -> bool,
-    ) -> (Reply, Duration) {
-        let began = Instant::now();
-        loop {
-            let reply = self.get(target);
-            if accept(&reply) {
-                return (reply, began.elapsed());
-            }
-            assert!(
-                began.elapsed() < within,
-                "GET {target}: no acceptable answer within {within:?}; last: {reply:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        accept: impl Fn(&Response) -> bool,
+    ) -> (Response, Duration) {
+        self.endpoint().wait_until(target, within, accept)
     }
 }
 
@@ -139,72 +135,6 @@ impl Drop for Harness {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
-    }
-}
-
-/// One request on a fresh connection (`Connection: close`), read to the end.
-pub fn call(addr: SocketAddr, method: &str, target: &str) -> Reply {
-    call_with(addr, method, target, &[])
-}
-
-/// [`call`] with extra request headers.
-pub fn call_with(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut stream = TcpStream::connect_timeout(&addr, 2 * SECOND).expect("connecting");
-    stream.set_read_timeout(Some(2 * SECOND)).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {target} HTTP/1.1\r\nHost: health\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("reading the answer");
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> Reply {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {text:?}"));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
     }
 }
 
@@ -225,22 +155,15 @@ pub fn non_loopback_ipv4() -> Option<Ipv4Addr> {
 }
 
 /// A stand-in child: a real process, killed and reaped on drop.
-pub struct ChildProcess {
-    pub child: Child,
-}
+pub struct ChildProcess(Running);
 
 impl ChildProcess {
     pub fn sleep() -> ChildProcess {
-        let child = Command::new("sleep")
-            .arg("600")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning sleep");
-        ChildProcess { child }
+        ChildProcess(Launch::new("sleep").arg("600").spawn())
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.0.pid()
     }
 
     pub fn info(&self) -> ChildInfo {
@@ -252,88 +175,13 @@ impl ChildProcess {
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
+        self.0.signal(signal);
     }
 
     /// Kills and reaps it: its pid no longer exists afterwards.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Background threads that accept on a listener until dropped.
-struct Acceptor {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Acceptor {
-    fn start(mut on_connection: impl FnMut(TcpStream) + Send + 'static) -> Acceptor {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Ok(stream) = stream {
-                        on_connection(stream);
-                    }
-                }
-            }
-        });
-        Acceptor {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Acceptor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, SECOND);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Accepts connections and never answers (they stay open until it is dropped).
-pub struct Blackhole {
-    acceptor: Acceptor,
-    held: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Blackhole {
-    pub fn start() -> Blackhole {
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = Acceptor::start({
-            let held = held.clone();
-            move |stream| held.lock().unwrap().push(stream)
-        });
-        Blackhole { acceptor, held }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.acceptor.addr
-    }
-
-    pub fn connections(&self) -> usize {
-        self.held.lock().unwrap().len()
+        self.0
+            .stop_with(nix::sys::signal::Signal::SIGKILL, 5 * SECOND);
     }
 }
 
@@ -347,51 +195,26 @@ pub enum Mode {
 
 /// An HTTP endpoint standing in for the child's `/livez`: 200, 503, or accepting and never answering.
 pub struct ChildEndpoint {
-    acceptor: Acceptor,
+    server: HttpServer,
     mode: Arc<AtomicU8>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl ChildEndpoint {
     pub fn start() -> ChildEndpoint {
         let mode = Arc::new(AtomicU8::new(Mode::Ok as u8));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = Acceptor::start({
+        let server = HttpServer::start({
             let mode = mode.clone();
-            let held = held.clone();
-            move |mut stream| {
-                let status = match mode.load(Ordering::SeqCst) {
-                    0 => "200 OK",
-                    1 => "503 Service Unavailable",
-                    _ => {
-                        held.lock().unwrap().push(stream);
-                        return;
-                    }
-                };
-                stream.set_read_timeout(Some(SECOND)).unwrap();
-                let mut buf = [0u8; 1024];
-                let mut request = Vec::new();
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
+            move |_| match mode.load(Ordering::SeqCst) {
+                0 => Answer::status(200, "ok"),
+                1 => Answer::status(503, "ok"),
+                _ => Answer::never(),
             }
         });
-        ChildEndpoint {
-            acceptor,
-            mode,
-            held,
-        }
+        ChildEndpoint { server, mode }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.acceptor.addr
+        self.server.addr
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -439,7 +262,7 @@ impl Proxy {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.acceptor.addr
+        self.acceptor.addr()
     }
 
     pub fn set_delay(&self, delay: Duration) {

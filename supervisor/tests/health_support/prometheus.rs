@@ -4,10 +4,12 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Acceptor, SECOND};
+use testkit::server::Acceptor;
+use testkit::{Endpoint, Launch, Running};
+
+use super::SECOND;
 
 /// The `prometheus` binary on PATH, if installed.
 pub fn binary() -> Option<PathBuf> {
@@ -25,9 +27,8 @@ pub fn promtool() -> Option<PathBuf> {
 
 /// A Prometheus server scraping `jobs` (name, target) every second; stopped and its data removed on drop.
 pub struct Prometheus {
-    child: Child,
+    server: Running,
     pub addr: SocketAddr,
-    log: PathBuf,
     _dir: testkit::TempDir,
 }
 
@@ -44,50 +45,42 @@ impl Prometheus {
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).expect("writing prometheus.yml");
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, testkit::free_port()));
-        let log = dir.path().join("prometheus.log");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!(
+        let server = Launch::new(binary)
+            .arg(&format!("--config.file={}", config_file.display()))
+            .arg(&format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("creating the log file"))
-            .spawn()
-            .expect("starting prometheus");
-        let prometheus = Prometheus {
-            child,
+            .arg(&format!("--web.listen-address={addr}"))
+            .spawn();
+        server.wait_for("prometheus to be ready", 30 * SECOND, || {
+            Endpoint::new(addr)
+                .try_get("/-/ready")
+                .filter(|r| r.status == 200)
+        });
+        Prometheus {
+            server,
             addr,
-            log,
             _dir: dir,
-        };
-        let began = Instant::now();
-        while http_get(addr, "/-/ready").map(|(status, _)| status) != Some(200) {
-            assert!(
-                began.elapsed() < 30 * SECOND,
-                "prometheus not ready within 30 s; its log:\n{}",
-                prometheus.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        prometheus
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 
     /// GET an API path: the `data` of a successful answer.
     pub fn api(&self, target: &str) -> serde_json::Value {
-        let (status, body) = http_get(self.addr, target)
-            .unwrap_or_else(|| panic!("no answer from prometheus to {target}"));
+        let response = Endpoint::new(self.addr)
+            .with_timeout(5 * SECOND)
+            .get(target, &[]);
+        let body = response.text();
         let json: serde_json::Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"));
         assert!(
-            status == 200 && json["status"] == "success",
-            "{target}: {status} {body}"
+            response.status == 200 && json["status"] == "success",
+            "{target}: {} {body}",
+            response.status
         );
         json["data"].clone()
     }
@@ -115,26 +108,6 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP/1.0 GET (so that Go answers without chunked encoding): status and body.
-fn http_get(addr: SocketAddr, target: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, SECOND).ok()?;
-    stream.set_read_timeout(Some(5 * SECOND)).ok()?;
-    write!(stream, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
 /// Forwards each HTTP request to `upstream` with its `Accept` header replaced by `accept`, one request per
 /// connection.
 pub struct AcceptProxy {
@@ -152,7 +125,7 @@ impl AcceptProxy {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.acceptor.addr
+        self.acceptor.addr()
     }
 }
 

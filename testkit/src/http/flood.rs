@@ -1,4 +1,5 @@
-//! Hostile clients for the health listener: many connections that hold a slot each, on a runtime of their own.
+//! Hostile clients: many connections that hold a slot each of a server that limits its connections, on a runtime
+//! of their own.
 //! Each client reconnects as soon as it notices its connection was closed, as an attacker keeping its slots would.
 
 use std::net::{IpAddr, SocketAddr};
@@ -154,7 +155,7 @@ async fn keep_alive(mut stream: TcpStream, every: Duration, tally: &Tally) {
                 Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
                 _ => break false,
             }
-            if answer_complete(&got) {
+            if super::is_complete(&got) {
                 break true;
             }
         };
@@ -164,19 +165,6 @@ async fn keep_alive(mut stream: TcpStream, every: Duration, tally: &Tally) {
         tally.answers.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(every).await;
     }
-}
-
-fn answer_complete(raw: &[u8]) -> bool {
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    raw.len() >= end + 4 + length
 }
 
 /// Starts a request and never finishes its headers.
