@@ -6,10 +6,7 @@ use std::io::Read;
 fn main() {
     let cluster = testkit::PgCluster::start();
     let name = cluster.create_database();
-    cluster.psql(
-        &name,
-        include_str!("../../migrations/V1__initial_schema.sql"),
-    );
+    cluster.psql(&name, &testkit::schema_sql());
     println!("{}", cluster.url(&name));
     // Runs until the caller closes our stdin; dropping the cluster stops and deletes it.
     let _ = std::io::stdin().read_to_end(&mut Vec::new());

@@ -53,6 +53,7 @@ pub enum Reason {
     Draining,
     Exited,
     NotResponding,
+    WaitingForMigrationLock,
 }
 
 impl Reason {
@@ -69,6 +70,7 @@ impl Reason {
             Reason::Draining => "draining",
             Reason::Exited => "exited",
             Reason::NotResponding => "not responding",
+            Reason::WaitingForMigrationLock => "waiting for migration lock",
         }
     }
 }

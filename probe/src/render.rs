@@ -97,7 +97,11 @@ pub fn table(outcome: &Outcome, target: &Target) -> String {
                     check.name.clone(),
                     check.status.map_or("unknown", Status::as_str).to_owned(),
                     observed,
-                    check.output.clone().unwrap_or_else(|| "-".into()),
+                    match (&check.output, &check.lock_holder) {
+                        (Some(output), Some(holder)) => format!("{output}: held by {holder}"),
+                        (None, Some(holder)) => format!("held by {holder}"),
+                        (output, None) => output.clone().unwrap_or_else(|| "-".into()),
+                    },
                     check.time.clone().unwrap_or_else(|| "-".into()),
                 ]
             })

@@ -33,6 +33,8 @@ pub struct Check {
     pub observed: Option<String>,
     pub unit: Option<String>,
     pub output: Option<String>,
+    /// Who holds the lock a starting supervisor waits for (its `lockHolder`), as one phrase.
+    pub lock_holder: Option<String>,
     pub time: Option<String>,
 }
 
@@ -225,6 +227,7 @@ fn from_document(body: &[u8]) -> Result<Report, Unusable> {
                 observed: fields.get("observedValue").and_then(display_value),
                 unit: fields.get("observedUnit").and_then(display_value),
                 output: fields.get("output").and_then(display_value),
+                lock_holder: fields.get("lockHolder").and_then(lock_holder),
                 time: fields.get("time").and_then(display_value),
             });
         }
@@ -250,6 +253,26 @@ fn display_value(value: &Value) -> Option<String> {
         other => other.to_string(),
     };
     Some(clean(&text, FIELD_CHARS))
+}
+
+/// `{"pid":4242,"applicationName":"supervisor@web-1","clientAddress":"10.0.0.7:53122","heldSeconds":42}` as
+/// `pid 4242 ("supervisor@web-1" from 10.0.0.7:53122, for 42s)`.
+fn lock_holder(value: &Value) -> Option<String> {
+    let pid = value.get("pid")?.as_i64()?;
+    let mut about = Vec::new();
+    if let Some(name) = value.get("applicationName").and_then(Value::as_str) {
+        about.push(format!("{:?}", clean(name, NAME_CHARS)));
+    }
+    if let Some(client) = value.get("clientAddress").and_then(Value::as_str) {
+        about.push(format!("from {}", clean(client, NAME_CHARS)));
+    }
+    if let Some(held) = value.get("heldSeconds").and_then(Value::as_u64) {
+        about.push(format!("for {held}s"));
+    }
+    Some(match about.is_empty() {
+        true => format!("pid {pid}"),
+        false => format!("pid {pid} ({})", about.join(", ")),
+    })
 }
 
 /// Parses `ok`/`failed` or Kubernetes-style verbose lines (`[+]name ok`, `[-]name failed: reason`).
@@ -326,6 +349,7 @@ fn text_check(name: &str, status: Status, output: Option<String>) -> Check {
         observed: None,
         unit: None,
         output: output.map(|o| clean(&o, FIELD_CHARS)),
+        lock_holder: None,
         time: None,
     }
 }

@@ -341,3 +341,86 @@ fn migrate_stops_on_sigterm_while_waiting_and_while_locked_out() {
         "migrated although stopped"
     );
 }
+
+#[test]
+fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock_wait() {
+    let cluster = shared_cluster();
+    let db = cluster.create_database();
+    let lock = HeldLock::take(&cluster, &db);
+    let holder_pid = cluster.psql(
+        &db,
+        &format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{HOLDER}'"),
+    );
+    let scratch = Scratch::new();
+    let marker = scratch.arg("started");
+    let mut waiting = Launch::child(&cluster.url(&db), &["touch", &marker])
+        .env("MIGRATION_LOCK_WAIT", "7s")
+        .spawn();
+    let started = Instant::now();
+
+    // The health document says why start-up does not finish, and who is in the way.
+    let state = testkit::wait_for(
+        "/health to report the lock wait",
+        Duration::from_secs(5),
+        || {
+            let (code, body) = waiting.get("/health")?;
+            let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let state = doc["checks"]["supervisor:state"][0].clone();
+            (code == 503 && state["output"] == "waiting for migration lock").then_some(state)
+        },
+    );
+    assert_eq!(state["observedValue"], "starting");
+    assert_eq!(state["lockHolder"]["pid"].to_string(), holder_pid);
+    assert_eq!(state["lockHolder"]["applicationName"], HOLDER);
+    let client = state["lockHolder"]["clientAddress"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(client.starts_with("127.0.0.1:"), "{state}");
+    assert_eq!(
+        waiting.get("/livez").map(|r| r.0),
+        Some(200),
+        "a waiting replica must not be restarted"
+    );
+
+    // So does the probe operators read.
+    let probe = Command::new(common::supervisor_bin().with_file_name("probe"))
+        .arg("--verbose")
+        .env("HEALTH_ADDR", waiting.health.to_string())
+        .output()
+        .expect("running the probe");
+    let table = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(probe.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains(&format!(
+            "waiting for migration lock: held by pid {holder_pid} (\"{HOLDER}\""
+        )),
+        "{table}"
+    );
+
+    // Past MIGRATION_LOCK_WAIT: exit 75, one line naming the holder, and the child never ran.
+    let done = waiting.wait_exit(Duration::from_secs(15));
+    done.assert_code(75);
+    assert!(done.at - started >= Duration::from_secs(7), "gave up early");
+    let last = done.stderr.lines().last().unwrap_or_default();
+    for needed in [
+        "still held after 7s",
+        &format!("pid {holder_pid}"),
+        HOLDER,
+        "MIGRATION_LOCK_WAIT",
+    ] {
+        assert!(last.contains(needed), "{needed} missing from: {last}");
+    }
+    assert!(
+        !scratch.exists("started"),
+        "the child ran without migrations"
+    );
+    // The wait was logged at least every 5 s, each time naming the holder.
+    let logged = done
+        .stderr
+        .lines()
+        .filter(|line| line.contains("waiting for the migration lock") && line.contains(HOLDER))
+        .count();
+    assert!(logged >= 2, "logged {logged} times:\n{}", done.stderr);
+    assert_no_secret(&done.output(), cluster.password());
+    drop(lock);
+}

@@ -53,3 +53,28 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Every migration in `migrations/`, in version order, as one script: the schema the supervisor's embedded
+/// migrations build, for tests that start the app without the supervisor.
+pub fn schema_sql() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut migrations: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .map(|entry| entry.expect("reading the migrations directory").path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let version = name.strip_prefix('V')?.split_once("__")?.0.parse().ok()?;
+            name.ends_with(".sql").then_some((version, path))
+        })
+        .collect();
+    migrations.sort();
+    assert!(!migrations.is_empty(), "no migrations in {}", dir.display());
+    migrations
+        .iter()
+        .map(|(_, path)| {
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -12,9 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use testkit::PgCluster;
 
-pub const MIGRATION: &str = include_str!("../../../migrations/V1__initial_schema.sql");
-
-/// A cluster with one database holding the schema.
+/// A cluster with one database holding the schema (every migration).
 pub struct Db {
     pub cluster: PgCluster,
     pub name: String,
@@ -24,7 +22,7 @@ impl Db {
     pub fn start() -> Db {
         let cluster = PgCluster::start();
         let name = cluster.create_database();
-        cluster.psql(&name, MIGRATION);
+        cluster.psql(&name, &testkit::schema_sql());
         Db { cluster, name }
     }
 

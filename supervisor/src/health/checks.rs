@@ -96,6 +96,7 @@ pub struct Snapshot {
     pub postgres: Option<PostgresReading>,
     pub restarts: u32,
     pub migration_version: Option<i64>,
+    pub lock_wait: Option<crate::state::LockWait>,
 }
 
 impl Snapshot {
@@ -112,6 +113,9 @@ impl Snapshot {
             (Phase::Running, _) => Verdict::PASS,
             // Answering at all is the supervisor's liveness; a pod still migrating must not be killed.
             (_, Probe::Live) => Verdict::PASS,
+            (Phase::Starting, Probe::Ready) if self.lock_wait.is_some() => {
+                Verdict::fail(Reason::WaitingForMigrationLock)
+            }
             (Phase::Starting, Probe::Ready) => Verdict::fail(Reason::Starting),
             (Phase::Draining, Probe::Ready) => Verdict::fail(Reason::Draining),
             (Phase::Exited, Probe::Ready) => Verdict::fail(Reason::Exited),
@@ -174,6 +178,7 @@ mod tests {
             }),
             restarts: 0,
             migration_version: Some(1),
+            lock_wait: None,
         }
     }
 

@@ -64,7 +64,22 @@ struct Entry {
     rss_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock_holder: Option<LockHolderEntry>,
     time: Stamp,
+}
+
+/// Who holds the migration lock start-up waits for (`supervisor:state`, loopback callers only).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LockHolderEntry {
+    pid: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_seconds: Option<u64>,
 }
 
 /// RFC 3339 in UTC to the second, e.g. `2026-01-21T00:06:47Z`.
@@ -145,6 +160,8 @@ struct DocumentKey {
     postgres: Option<(Option<u64>, u64)>,
     restarts: u32,
     migration_version: Option<i64>,
+    /// The lock holder's pid and how long it has held the lock, in seconds.
+    lock_holder: Option<(i32, Option<u64>)>,
 }
 
 fn unix_secs(at: SystemTime) -> u64 {
@@ -184,6 +201,11 @@ impl DocumentKey {
             }),
             restarts: snapshot.restarts,
             migration_version: snapshot.migration_version,
+            lock_holder: snapshot
+                .lock_wait
+                .as_ref()
+                .and_then(|w| w.holder.as_ref())
+                .map(|h| (h.pid, h.held_for.map(|d| d.as_secs()))),
         }
     }
 }
@@ -236,6 +258,17 @@ fn health_json_at(
         status: verdict.status.as_str(),
         observed_value: Some(Observed::Text(snapshot.phase.as_str())),
         output: output(verdict),
+        lock_holder: snapshot
+            .lock_wait
+            .as_ref()
+            .and_then(|w| w.holder.as_ref())
+            .filter(|_| details)
+            .map(|h| LockHolderEntry {
+                pid: h.pid,
+                application_name: h.application_name.clone(),
+                client_address: h.client.clone(),
+                held_seconds: h.held_for.map(|d| d.as_secs()),
+            }),
         time: now,
         ..Entry::default()
     };
@@ -253,6 +286,7 @@ fn health_json_at(
         pid: snapshot.child.map(|c| c.pid).filter(|_| details),
         rss_bytes: reading.and_then(|r| r.rss_bytes).filter(|_| details),
         output: output(verdict),
+        lock_holder: None,
         time: reading.map_or(now, |r| Stamp::of(r.time)),
     };
 
@@ -367,6 +401,7 @@ mod tests {
             }),
             restarts: 0,
             migration_version: Some(3),
+            lock_wait: None,
         }
     }
 
@@ -424,6 +459,46 @@ mod tests {
         assert!(body.contains(r#""output":"connection refused""#), "{body}");
         let (status, _) = health_json(&s, &[CheckName::Postgres], true);
         assert_eq!(status, Status::Pass);
+    }
+
+    #[test]
+    fn waiting_for_the_migration_lock_names_the_holder_to_loopback_callers_only() {
+        let mut s = running();
+        s.phase = Phase::Starting;
+        s.child = None;
+        s.lock_wait = Some(crate::state::LockWait {
+            since: Instant::now(),
+            holder: Some(crate::migrate::LockHolder {
+                pid: 4242,
+                application_name: Some("supervisor@web-1".into()),
+                client: Some("10.0.0.7:53122".into()),
+                held_for: Some(Duration::from_secs(42)),
+            }),
+        });
+        let (status, body) = health_json(&s, &[], true);
+        assert_eq!(status, Status::Fail);
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let state = &doc["checks"]["supervisor:state"][0];
+        assert_eq!(state["status"], "fail");
+        assert_eq!(state["observedValue"], "starting");
+        assert_eq!(state["output"], "waiting for migration lock");
+        assert_eq!(
+            state["lockHolder"],
+            serde_json::json!({"pid": 4242, "applicationName": "supervisor@web-1",
+                               "clientAddress": "10.0.0.7:53122", "heldSeconds": 42})
+        );
+        let (_, body) = health_json(&s, &[], false);
+        assert!(!body.contains("lockHolder"), "{body}");
+        assert!(!body.contains("4242"), "{body}");
+        // Waiting is no reason to restart the container: liveness holds.
+        let (live, text) = verbose_text(&s, Probe::Live, &[], true);
+        assert!(live, "{text}");
+        let (ready, text) = verbose_text(&s, Probe::Ready, &[], true);
+        assert!(!ready);
+        assert!(
+            text.contains("[-]supervisor failed: waiting for migration lock"),
+            "{text}"
+        );
     }
 
     #[test]

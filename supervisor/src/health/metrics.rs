@@ -329,6 +329,7 @@ mod tests {
             postgres: None,
             restarts: 2,
             migration_version: Some(7),
+            lock_wait: None,
         };
         // Burn CPU until the kernel has accounted 0.2 s to this process (bounded by wall-clock time).
         let ticks = || -> u64 {

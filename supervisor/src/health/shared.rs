@@ -53,6 +53,7 @@ impl Shared {
             postgres: *lock(&self.postgres),
             restarts: self.state.restarts(),
             migration_version: self.state.migration_version(),
+            lock_wait: self.state.lock_wait(),
         }
     }
 }
