@@ -13,36 +13,15 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-16}"
 ME_CONNECTIONS="${ME_CONNECTIONS:-4}"
-for tool in wrk argon2 curl; do
-    command -v "$tool" >/dev/null || { echo "$tool is required: apt-get install -y $tool" >&2; exit 1; }
-done
-
-cargo build --release -p app --bin app --example bench_db --example argon2_rate --quiet
-BIN=target/release
 CORES="$(nproc)"
 
-. bench/lib/throwaway_db.sh
-
+. bench/lib/throwaway_app.sh
+require_tools wrk argon2 curl python3
+build_app --example argon2_rate
 start_throwaway_db
 
-PORT="$(free_port)"
-BASE="http://127.0.0.1:$PORT"
 EMAIL="bench0@example.com"
 PASSWORD="benchmark password"
-
-start_app() {
-    DATABASE_URL="$DATABASE_URL" PORT="$PORT" ALLOW_REGISTRATION=true RUST_LOG=warn \
-        HASH_CONCURRENCY="$1" "$BIN/app" 2>>"$WORK/app.log" &
-    APP_PID=$!
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/livez")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "the app did not start:" >&2
-    cat "$WORK/app.log" >&2
-    exit 1
-}
-stop_app() { kill "$APP_PID"; wait "$APP_PID" || true; APP_PID=""; }
 
 # Logins spread over one account per connection: concurrent attempts on one account count
 # against its limit of 5, which is the throttle working, not the hashing ceiling.
@@ -56,16 +35,6 @@ request = function()
 end
 EOF
 
-# "requests/s p50 p99 non2xx" from wrk --latency output.
-wrk_figures() {
-    awk '
-        /Requests\/sec:/ { rps = $2 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
-    ' "$1"
-}
 row() { printf '%-52s %10s %10s %10s %8s\n' "$@"; }
 
 # The ceiling: hashes per second with nothing else around them.
@@ -91,14 +60,12 @@ row "argon2 CLI (reference C), $CORES processes" "$(printf '%.1f' "$REF_RATE")" 
 row "app hasher in-process, $CORES slots" "$OWN_RATE" "${OWN_MS}ms" "-" "-"
 
 for slots in "$CORES" $((CORES > 1 ? CORES - 1 : 1)); do
-    start_app "$slots"
+    start_app ALLOW_REGISTRATION=true HASH_CONCURRENCY="$slots"
     for i in $(seq 0 $((USERS - 1))); do
         curl -s -o /dev/null -H 'Content-Type: application/json' \
             -d "{\"email\":\"bench$i@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/register"
     done
-    TOKEN="$(curl -s -H 'Content-Type: application/json' \
-        -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/auth/login" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+    TOKEN="$(login_token "$EMAIL" "$PASSWORD")"
 
     wrk -t1 -c"$LOGIN_CONNECTIONS" -d"$DURATION" --latency -s "$WORK/login.lua" "$BASE/api/auth/login" \
         >"$WORK/login.txt"

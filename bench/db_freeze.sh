@@ -17,10 +17,10 @@ BEFORE="${BEFORE:-3}"
 AFTER="${AFTER:-8}"
 DB_TIMEOUT="${DB_TIMEOUT:-1500ms}"
 
-cargo build --release -p app --bin app --example bench_db --quiet
-BIN=target/release
+. bench/lib/throwaway_app.sh
+require_tools curl python3
+build_app
 
-. bench/lib/throwaway_db.sh
 # Never leave the cluster frozen: the load below writes the PIDs it stops to $WORK/stopped before stopping them.
 # shellcheck disable=SC2046 # one PID a line
 continue_stopped() { [ -s "$WORK/stopped" ] && kill -CONT $(cat "$WORK/stopped") 2>/dev/null || true; }
@@ -31,14 +31,7 @@ DB_PORT="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys
 POSTMASTER="$(pgrep -f -- "postgres -D .* -p $DB_PORT( |$)" | head -n1)"
 [ -n "$POSTMASTER" ] || { echo "no postmaster listening on port $DB_PORT" >&2; exit 1; }
 
-PORT="$(free_port)"
-DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn DB_TIMEOUT="$DB_TIMEOUT" \
-    "$BIN/app" 2>>"$WORK/app.log" &
-APP_PID=$!
-for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/livez")" = 200 ] && break
-    sleep 0.1
-done
+start_app DB_TIMEOUT="$DB_TIMEOUT"
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(nproc) cores; $CLIENTS clients; DB_TIMEOUT=$DB_TIMEOUT; freeze ${FREEZE}s after ${BEFORE}s, then ${AFTER}s more"

@@ -16,31 +16,16 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-8}"
-for tool in wrk pgbench psql curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
 
-cargo build --release -p app --bin app --example bench_db --quiet
-BIN=target/release
-
-. bench/lib/throwaway_db.sh
-
+. bench/lib/throwaway_app.sh
+require_tools wrk pgbench psql curl python3
+build_app
 start_throwaway_db
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
 
-PORT="$(free_port)"
-BASE="http://127.0.0.1:$PORT"
-DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn "$BIN/app" 2>>"$WORK/app.log" &
-APP_PID=$!
-for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/livez")" = 200 ] && break
-    sleep 0.1
-done
-
-CREDENTIALS='{"email":"bench@example.com","password":"benchmark password"}'
-curl -fsS -o /dev/null -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/register"
-TOKEN="$(curl -fsS -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/login" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+start_app
+register bench@example.com "benchmark password"
+TOKEN="$(login_token bench@example.com "benchmark password")"
 AUTH="Authorization: Bearer $TOKEN"
 USER_ID="$(sql "SELECT id FROM users WHERE email = 'bench@example.com'")"
 
@@ -79,16 +64,6 @@ FIRST_DEEP="$(curl -fsS -H "$AUTH" "$BASE/api/entries?limit=1&cursor=$CURSOR" |
 EXPECTED_DEEP="$(sql "SELECT id FROM time_entries WHERE user_id = '$USER_ID' ORDER BY date, id OFFSET 90000 LIMIT 1")"
 [ "$FIRST_DEEP" = "$EXPECTED_DEEP" ] || { echo "deep page mismatch: $FIRST_DEEP != $EXPECTED_DEEP" >&2; exit 1; }
 
-# "requests/s p50 p99 non2xx" from wrk --latency output.
-wrk_figures() {
-    awk '
-        /Requests\/sec:/ { rps = $2 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
-    ' "$1"
-}
 run_wrk() {
     wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$BASE$1" >"$WORK/wrk.out"
     wrk_figures "$WORK/wrk.out"

@@ -20,43 +20,15 @@ cd "$(dirname "$0")/.."
 
 UPLOAD_MIB="${UPLOAD_MIB:-10}"
 ONLY="${ONLY:-}"
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
 
-cargo build --release -p app --bin app --example bench_db --quiet
-BIN=target/release
-
-. bench/lib/throwaway_db.sh
-stop_app() {
-    if [ -n "$APP_PID" ]; then
-        kill "$APP_PID" 2>/dev/null || true
-        wait "$APP_PID" 2>/dev/null || true
-        APP_PID=""
-    fi
-}
-
+. bench/lib/throwaway_app.sh
+require_tools curl python3
+build_app
 start_throwaway_db
 
-PORT="$(free_port)"
-BASE="http://127.0.0.1:$PORT"
-start_app() {
-    DATABASE_URL="$DATABASE_URL" PORT="$PORT" RUST_LOG=warn ALLOW_REGISTRATION=true "$BIN/app" 2>>"$WORK/app.log" &
-    APP_PID=$!
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/livez")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "the app did not start:" >&2
-    cat "$WORK/app.log" >&2
-    exit 1
-}
-
 start_app
-CREDENTIALS='{"email":"bench@example.com","password":"benchmark password"}'
-curl -fsS -o /dev/null -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/register"
-TOKEN="$(curl -fsS -H 'Content-Type: application/json' -d "$CREDENTIALS" "$BASE/api/auth/login" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+register bench@example.com "benchmark password"
+TOKEN="$(login_token bench@example.com "benchmark password")"
 AUTH="Authorization: Bearer $TOKEN"
 stop_app
 

@@ -171,8 +171,7 @@ fn parse_item(index: usize, item: &Value, problems: &mut Problems) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imports::fields_by_index;
-    use crate::imports::{ID_RULE, MAX_JSON_INTEGER};
+    use crate::imports::{fields_by_index, ID_RULE, MAX_JSON_INTEGER};
     use serde_json::json;
 
     fn parse(document: &Value) -> Result<Parsed, Problems> {
