@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -344,29 +344,27 @@ fn migrate_stops_on_sigterm_while_waiting_and_while_locked_out() {
 
 #[test]
 fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock_wait() {
-    let cluster = shared_cluster();
-    let db = cluster.create_database();
-    let lock = HeldLock::take(&cluster, &db);
-    let holder_pid = cluster.psql(
-        &db,
-        &format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{HOLDER}'"),
-    );
+    let db = Database::shared();
+    let lock = HeldLock::take(&db);
+    let holder_pid = db.psql(&format!(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = '{HOLDER}'"
+    ));
     let scratch = Scratch::new();
-    let marker = scratch.arg("started");
-    let mut waiting = Launch::child(&cluster.url(&db), &["touch", &marker])
+    let mut waiting = touch_started(&db.url(), &scratch)
         .env("MIGRATION_LOCK_WAIT", "7s")
         .spawn();
     let started = Instant::now();
 
     // The health document says why start-up does not finish, and who is in the way.
+    let health = waiting.health();
     let state = testkit::wait_for(
         "/health to report the lock wait",
         Duration::from_secs(5),
         || {
-            let (code, body) = waiting.get("/health")?;
-            let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let state = doc["checks"]["supervisor:state"][0].clone();
-            (code == 503 && state["output"] == "waiting for migration lock").then_some(state)
+            let response = health.try_get("/health")?;
+            let state = response.json()["checks"]["supervisor:state"][0].clone();
+            (response.status == 503 && state["output"] == "waiting for migration lock")
+                .then_some(state)
         },
     );
     assert_eq!(state["observedValue"], "starting");
@@ -377,15 +375,15 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
         .unwrap_or_default();
     assert!(client.starts_with("127.0.0.1:"), "{state}");
     assert_eq!(
-        waiting.get("/livez").map(|r| r.0),
+        health.try_get("/livez").map(|r| r.status),
         Some(200),
         "a waiting replica must not be restarted"
     );
 
     // So does the probe operators read.
-    let probe = Command::new(common::supervisor_bin().with_file_name("probe"))
+    let probe = Command::new(testkit::bin_path("probe"))
         .arg("--verbose")
-        .env("HEALTH_ADDR", waiting.health.to_string())
+        .env("HEALTH_ADDR", health.addr().to_string())
         .output()
         .expect("running the probe");
     let table = String::from_utf8_lossy(&probe.stdout);
@@ -401,7 +399,7 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
     let done = waiting.wait_exit(Duration::from_secs(15));
     done.assert_code(75);
     assert!(done.at - started >= Duration::from_secs(7), "gave up early");
-    let last = done.stderr.lines().last().unwrap_or_default();
+    let last = done.last_line();
     for needed in [
         "still held after 7s",
         &format!("pid {holder_pid}"),
@@ -421,6 +419,6 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
         .filter(|line| line.contains("waiting for the migration lock") && line.contains(HOLDER))
         .count();
     assert!(logged >= 2, "logged {logged} times:\n{}", done.stderr);
-    assert_no_secret(&done.output(), cluster.password());
+    done.assert_no_secret(db.cluster.password());
     drop(lock);
 }
