@@ -181,13 +181,18 @@ fn starts_without_the_database() {
     assert!(!app.log().contains("s3cret-pw"), "{}", app.log());
 }
 
+/// A raw connection to the app whose reads give up after `read_timeout`, so that a test never
+/// hangs on a server that does not answer.
+fn connect(port: u16, read_timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    stream
+}
+
 /// Sends a request head with `Expect: 100-continue` and waits for the server's interim
 /// answer, which proves the handler is running and waiting for the body.
 fn start_in_flight_login(port: u16, body_len: usize) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let mut stream = connect(port, Duration::from_secs(30));
     write!(
         stream,
         "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -250,10 +255,7 @@ fn shutdown_is_bounded_by_shutdown_timeout() {
 fn header_read_timeout_closes_slow_clients() {
     let db = Db::start();
     let app = App::start(&db.url(), &[("HEADER_READ_TIMEOUT", "1s")]);
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+    let mut stream = connect(app.port, Duration::from_secs(15));
     let started = Instant::now();
     // An unfinished head, never completed.
     stream
@@ -323,10 +325,7 @@ fn password_hashing_does_not_block_other_requests() {
 fn body_read_timeout_answers_408() {
     let db = Db::start();
     let app = App::start(&db.url(), &[("BODY_READ_TIMEOUT", "1s")]);
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+    let mut stream = connect(app.port, Duration::from_secs(15));
     let started = Instant::now();
     // A body that stops after 10 of its 100 bytes.
     stream
