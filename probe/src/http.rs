@@ -34,9 +34,9 @@ pub struct Response {
     pub elapsed: Duration,
 }
 
-/// Why no usable answer arrived.
+/// Why a probe produced no verdict: no usable answer arrived, or it was not a health answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchError {
+pub enum Failure {
     Resolve {
         host: String,
         reason: String,
@@ -65,46 +65,63 @@ pub enum FetchError {
         authority: String,
         reason: String,
     },
+    /// A code that says nothing about health (404, 500, ...).
+    HttpStatus {
+        authority: String,
+        code: u16,
+        reason: String,
+    },
 }
 
-impl fmt::Display for FetchError {
+impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FetchError::Resolve { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
-            FetchError::Connect { authority, reason } => {
+            Failure::Resolve { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
+            Failure::Connect { authority, reason } => {
                 write!(f, "cannot connect to {authority}: {reason}")
             }
-            FetchError::Timeout { authority, limit } => {
+            Failure::Timeout { authority, limit } => {
                 write!(
                     f,
                     "no answer from {authority} within {}",
                     format_duration(*limit)
                 )
             }
-            FetchError::Incomplete { authority, limit } => write!(
+            Failure::Incomplete { authority, limit } => write!(
                 f,
                 "answer from {authority} not complete within {}",
                 format_duration(*limit)
             ),
-            FetchError::Closed { authority } => {
+            Failure::Closed { authority } => {
                 write!(f, "connection to {authority} closed without an answer")
             }
-            FetchError::Broken { authority, reason } => {
+            Failure::Broken { authority, reason } => {
                 write!(f, "connection to {authority} failed: {reason}")
             }
-            FetchError::Malformed { authority, reason } => {
+            Failure::Malformed { authority, reason } => {
                 write!(f, "malformed answer from {authority}: {reason}")
+            }
+            Failure::HttpStatus {
+                authority,
+                code,
+                reason,
+            } => {
+                write!(f, "unexpected HTTP {code}")?;
+                if !reason.is_empty() {
+                    write!(f, " ({reason})")?;
+                }
+                write!(f, " from {authority}")
             }
         }
     }
 }
 
 /// Sends `GET target` and reads the whole answer, all within `limit`.
-pub fn get(target: &Target, limit: Duration) -> Result<Response, FetchError> {
+pub fn get(target: &Target, limit: Duration) -> Result<Response, Failure> {
     let started = Instant::now();
     let deadline = started + limit;
     let authority = target.authority();
-    let timeout = || FetchError::Timeout {
+    let timeout = || Failure::Timeout {
         authority: authority.clone(),
         limit,
     };
@@ -112,16 +129,16 @@ pub fn get(target: &Target, limit: Duration) -> Result<Response, FetchError> {
     let addrs = match target.socket_addr() {
         Some(addr) => vec![addr],
         None => resolve(target, deadline).map_err(|e| match e {
-            ResolveError::Timeout => timeout(),
-            ResolveError::Failed(reason) => FetchError::Resolve {
+            StepError::Timeout => timeout(),
+            StepError::Failed(reason) => Failure::Resolve {
                 host: target.host().to_string(),
                 reason,
             },
         })?,
     };
     let mut stream = connect_any(&addrs, deadline).map_err(|e| match e {
-        ConnectError::Timeout => timeout(),
-        ConnectError::Failed(reason) => FetchError::Connect {
+        StepError::Timeout => timeout(),
+        StepError::Failed(reason) => Failure::Connect {
             authority: authority.clone(),
             reason,
         },
@@ -143,7 +160,7 @@ pub fn get(target: &Target, limit: Duration) -> Result<Response, FetchError> {
             if is_timeout(&e) {
                 timeout()
             } else {
-                FetchError::Broken {
+                Failure::Broken {
                     authority: authority.clone(),
                     reason: describe_io(&e),
                 }
@@ -158,19 +175,19 @@ pub fn get(target: &Target, limit: Duration) -> Result<Response, FetchError> {
         deadline,
     };
     let response = read_response(&mut reader).map_err(|e| match e {
-        ReadError::Timeout if reader.received > 0 => FetchError::Incomplete {
+        ReadError::Timeout if reader.received > 0 => Failure::Incomplete {
             authority: authority.clone(),
             limit,
         },
         ReadError::Timeout => timeout(),
-        ReadError::Closed => FetchError::Closed {
+        ReadError::Closed => Failure::Closed {
             authority: authority.clone(),
         },
-        ReadError::Io(reason) => FetchError::Broken {
+        ReadError::Io(reason) => Failure::Broken {
             authority: authority.clone(),
             reason,
         },
-        ReadError::Malformed(reason) => FetchError::Malformed {
+        ReadError::Malformed(reason) => Failure::Malformed {
             authority: authority.clone(),
             reason,
         },
@@ -193,35 +210,22 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// A short lower-case reason without the `(os error N)` suffix.
+/// The OS's reason in lower case without the `(os error N)` suffix, e.g. `connection refused`.
 fn describe_io(e: &io::Error) -> String {
-    use io::ErrorKind as K;
-    let text = match e.kind() {
-        K::ConnectionRefused => "connection refused",
-        K::ConnectionReset => "connection reset",
-        K::ConnectionAborted => "connection aborted",
-        K::BrokenPipe => "connection closed by the server",
-        K::NetworkUnreachable => "network unreachable",
-        K::HostUnreachable => "host unreachable",
-        K::AddrNotAvailable => "address not available",
-        K::PermissionDenied => "permission denied",
-        _ => {
-            let full = e.to_string();
-            let short = full.split(" (os error").next().unwrap_or(&full);
-            return sanitize::clean(&short.to_lowercase(), 80);
-        }
-    };
-    text.to_owned()
+    let full = e.to_string();
+    let short = full.split(" (os error").next().unwrap_or(&full);
+    sanitize::clean(&short.to_lowercase(), 80)
 }
 
-enum ResolveError {
+/// Why resolving or connecting gave up.
+enum StepError {
     Timeout,
     Failed(String),
 }
 
 /// Resolves a host name on a helper thread: `getaddrinfo` has no timeout of its own, and the deadline must
 /// hold even when DNS does not answer.
-fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, ResolveError> {
+fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, StepError> {
     let host = target.host().to_string();
     let port = target.port();
     let (tx, rx) = mpsc::channel();
@@ -231,36 +235,31 @@ fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, Resolv
             let result = (host.as_str(), port).to_socket_addrs().map(Vec::from_iter);
             let _ = tx.send(result);
         })
-        .map_err(|e| ResolveError::Failed(describe_io(&e)))?;
-    let left = remaining(deadline).ok_or(ResolveError::Timeout)?;
+        .map_err(|e| StepError::Failed(describe_io(&e)))?;
+    let left = remaining(deadline).ok_or(StepError::Timeout)?;
     match rx.recv_timeout(left) {
-        Ok(Ok(addrs)) if addrs.is_empty() => Err(ResolveError::Failed("no addresses".into())),
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(StepError::Failed("no addresses".into())),
         Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(e)) => Err(ResolveError::Failed(describe_io(&e))),
-        Err(_) => Err(ResolveError::Timeout),
+        Ok(Err(e)) => Err(StepError::Failed(describe_io(&e))),
+        Err(_) => Err(StepError::Timeout),
     }
-}
-
-enum ConnectError {
-    Timeout,
-    Failed(String),
 }
 
 /// Tries each address in turn (e.g. `localhost` as ::1 then 127.0.0.1) within the deadline; reports the
 /// first address's failure, which is the one the user most likely meant.
-fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, ConnectError> {
+fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, StepError> {
     let mut first_failure = None;
     for addr in addrs {
-        let left = remaining(deadline).ok_or(ConnectError::Timeout)?;
+        let left = remaining(deadline).ok_or(StepError::Timeout)?;
         match TcpStream::connect_timeout(addr, left) {
             Ok(stream) => return Ok(stream),
-            Err(e) if is_timeout(&e) => return Err(ConnectError::Timeout),
+            Err(e) if is_timeout(&e) => return Err(StepError::Timeout),
             Err(e) => {
                 first_failure.get_or_insert_with(|| describe_io(&e));
             }
         }
     }
-    Err(ConnectError::Failed(
+    Err(StepError::Failed(
         first_failure.unwrap_or_else(|| "no address to connect to".into()),
     ))
 }
@@ -351,33 +350,21 @@ enum Framing {
 }
 
 fn read_response<S: TimedRead>(reader: &mut Reader<S>) -> Result<Response, ReadError> {
-    loop {
-        let (head_len, status, reason, content_type, framing) = read_head(reader)?;
-        reader.consume(head_len);
-        // Interim answers (100 Continue, 102, 103) precede the real one.
-        if (100..200).contains(&status) && status != 101 {
-            continue;
-        }
-        if status == 101 {
-            return Err(malformed("unexpected protocol switch (101)"));
-        }
-        let body = if status == 204 || status == 304 {
-            Vec::new()
-        } else {
-            match framing {
-                Framing::Length(n) => read_exact_body(reader, n)?,
-                Framing::Chunked => read_chunked_body(reader)?,
-                Framing::UntilClose => read_body_until_close(reader)?,
-            }
-        };
-        return Ok(Response {
-            status,
-            reason,
-            content_type,
-            body,
-            elapsed: Duration::ZERO,
-        });
-    }
+    let (head_len, status, reason, content_type, framing) = read_head(reader)?;
+    reader.consume(head_len);
+    let body = match framing {
+        _ if status == 204 || status == 304 => Vec::new(),
+        Framing::Length(n) => read_exact_body(reader, n)?,
+        Framing::Chunked => read_chunked_body(reader)?,
+        Framing::UntilClose => read_body_until_close(reader)?,
+    };
+    Ok(Response {
+        status,
+        reason,
+        content_type,
+        body,
+        elapsed: Duration::ZERO,
+    })
 }
 
 type Head = (usize, u16, String, Option<String>, Framing);
@@ -406,10 +393,8 @@ fn read_head<S: TimedRead>(reader: &mut Reader<S>) -> Result<Head, ReadError> {
                     format!("bad response head ({e})")
                 } else {
                     let start = &reader.available()[..reader.available().len().min(24)];
-                    format!(
-                        "not HTTP: starts with {:?}",
-                        sanitize::clean_bytes(start, 24)
-                    )
+                    let start = String::from_utf8_lossy(start);
+                    format!("not HTTP: starts with {:?}", sanitize::clean(&start, 24))
                 };
                 return Err(malformed(what));
             }
@@ -626,8 +611,8 @@ mod tests {
     }
 
     #[test]
-    fn body_until_close_and_interim_answers() {
-        let r = parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nok").unwrap();
+    fn body_until_close() {
+        let r = parse(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"ok");
         assert!(r.content_type.is_none());
@@ -730,7 +715,7 @@ mod tests {
             if let Ok(response) = parse_pieces(&[&raw[..cut], &raw[cut..]]) {
                 assert!(response.body.len() <= MAX_BODY_BYTES);
                 assert!(!response.reason.chars().any(crate::sanitize::is_unsafe_char));
-                let _ = crate::report::Report::from_response(&response);
+                let _ = crate::answer::read(&response, "h:1");
             }
         }
     }

@@ -1,11 +1,10 @@
 //! The health-probe agent: one bounded GET against the supervisor's health listener, turned into a one-line
 //! verdict (or a table, or the JSON document) and an exit status Docker's HEALTHCHECK understands.
 
+pub mod answer;
 pub mod cli;
 pub mod http;
-pub mod outcome;
 pub mod render;
-pub mod report;
 pub mod sanitize;
 pub mod target;
 pub mod watch;
@@ -13,8 +12,8 @@ pub mod watch;
 use std::ffi::OsString;
 use std::io::Write;
 
+use answer::{EXIT_HEALTHY, EXIT_USAGE};
 use cli::{Format, Parsed};
-use outcome::{EXIT_HEALTHY, EXIT_USAGE};
 
 /// Runs the probe as the command line asks and returns the process exit status.
 pub fn run(
@@ -39,7 +38,7 @@ pub fn run(
     if let Some(interval) = options.watch {
         return watch::watch(&options, interval, out, err);
     }
-    let outcome = outcome::probe(&options.target, options.timeout);
+    let outcome = answer::probe(&options.target, options.timeout);
     let text = match options.format {
         Format::Line => render::summary_line(&outcome, true) + "\n",
         Format::Json => render::json(&outcome),
@@ -48,5 +47,5 @@ pub fn run(
     };
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-    outcome::exit_code(&outcome)
+    answer::exit_code(&outcome)
 }

@@ -1,16 +1,21 @@
-//! The three output forms: the one-line summary, the `--verbose` table and the `--json` document.
+//! The three output forms: the one-line summary, the `--verbose` table and the `--json` document. Everything
+//! taken from the server is cleaned and bounded here, as it is printed.
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Map, Value};
+use common::health::{Document, Entry, Status};
+use serde_json::Value;
 
-use crate::outcome::Outcome;
-use crate::report::{Report, Source, Status};
-use crate::sanitize::{escape_json_text, truncate_bytes, MAX_LINE_BYTES};
+use crate::answer::{Outcome, Report};
+use crate::sanitize::{clean, escape_json_text, truncate_bytes, MAX_LINE_BYTES};
 use crate::target::Target;
 
 /// A component that informs rather than decides.
 const INFORMATIONAL: &str = "migrations";
+/// Longest component or check name shown.
+const NAME_CHARS: usize = 40;
+/// Longest `output`, observed value or time shown.
+const FIELD_CHARS: usize = 60;
 
 /// `pass: supervisor=pass app=pass postgres=pass (0.9 ms)`, `fail: postgres=fail(connection refused)`, or
 /// `fail: cannot connect to ...`; at most 256 bytes. Without `with_time` the round-trip time is left out,
@@ -23,45 +28,66 @@ pub fn summary_line(outcome: &Outcome, with_time: bool) -> String {
     truncate_bytes(&line, MAX_LINE_BYTES)
 }
 
+/// Text worth showing: `None` for blank strings, other values as JSON.
+fn shown(text: Option<&str>) -> Option<String> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| clean(t, FIELD_CHARS))
+}
+
+/// Each component (a check's name up to `:`) in order of first appearance, with its worst entry's status
+/// and output.
+fn components(document: &Document) -> Vec<(&str, Option<Status>, Option<&str>)> {
+    let mut out: Vec<(&str, Option<Status>, Option<&str>)> = Vec::new();
+    for (name, entries) in &document.checks.0 {
+        let component = name.split(':').next().unwrap_or(name);
+        for entry in entries {
+            let output = entry.output.as_deref();
+            match out.iter_mut().find(|(seen, _, _)| *seen == component) {
+                Some(worst) if entry.status > worst.1 => *worst = (component, entry.status, output),
+                Some(_) => {}
+                None => out.push((component, entry.status, output)),
+            }
+        }
+    }
+    out
+}
+
 fn report_line(report: &Report, with_time: bool) -> String {
-    let components = report.components();
-    let shown: Vec<_> = match report.status {
-        // Healthy: the roll-call of what readiness depends on. The supervisor's `migrations` entry only
-        // reports the schema version (shown by --verbose), so a passing one is left out of the line.
-        // Unhealthy: only what is wrong, so the cause fits in the line.
-        Status::Pass => components
-            .iter()
-            .filter(|(name, status, _)| !(name == INFORMATIONAL && *status == Some(Status::Pass)))
-            .collect(),
-        Status::Warn | Status::Fail => components
-            .iter()
-            .filter(|(_, status, _)| status.is_some_and(|s| s > Status::Pass))
-            .collect(),
-    };
-    let mut parts: Vec<String> = shown
+    let status = report.document.status;
+    let mut parts: Vec<String> = components(&report.document)
         .into_iter()
-        .map(|(name, status, output)| {
-            let status = status.map_or("unknown", Status::as_str);
-            match output {
-                Some(output) => format!("{name}={status}({output})"),
-                None => format!("{name}={status}"),
+        .filter(|(name, entry, _)| match status {
+            // Healthy: the roll-call of what readiness depends on. The supervisor's `migrations` entry only
+            // reports the schema version (shown by --verbose), so a passing one is left out of the line.
+            Status::Pass => !(*name == INFORMATIONAL && *entry == Some(Status::Pass)),
+            // Unhealthy: only what is wrong, so the cause fits in the line.
+            Status::Warn | Status::Fail => entry.is_some_and(|s| s > Status::Pass),
+        })
+        .map(|(name, entry, output)| {
+            let name = clean(name, NAME_CHARS);
+            let entry = entry.map_or("unknown", Status::as_str);
+            match shown(output) {
+                Some(output) => format!("{name}={entry}({output})"),
+                None => format!("{name}={entry}"),
             }
         })
         .collect();
     if parts.is_empty() {
-        match (&report.output, report.status, report.http_status) {
-            (Some(output), _, _) => parts.push(output.clone()),
-            (None, Status::Fail, 503) => parts.push("HTTP 503 (no failing check named)".into()),
-            (None, Status::Fail, _) => parts.push("no failing check named".into()),
-            (None, _, _) => {}
+        match (shown(report.document.output.as_deref()), status) {
+            (Some(output), _) => parts.push(output),
+            (None, Status::Fail) if report.http_status == 503 => {
+                parts.push("HTTP 503 (no failing check named)".into())
+            }
+            (None, Status::Fail) => parts.push("no failing check named".into()),
+            (None, _) => {}
         }
     }
-    let mut line = report.status.as_str().to_owned();
+    let mut line = status.as_str().to_owned();
     if !parts.is_empty() {
         line.push_str(": ");
         line.push_str(&parts.join(" "));
     }
-    if with_time && report.status != Status::Fail {
+    if with_time && status != Status::Fail {
         let _ = write!(line, " ({:.1} ms)", report.elapsed.as_secs_f64() * 1000.0);
     }
     line
@@ -82,53 +108,43 @@ pub fn table(outcome: &Outcome, target: &Target) -> String {
         report.http_status,
         report.elapsed.as_secs_f64() * 1000.0
     );
-    if !report.checks.is_empty() {
-        let header = ["CHECK", "STATUS", "OBSERVED", "OUTPUT", "TIME"];
-        let rows: Vec<[String; 5]> = report
-            .checks
-            .iter()
-            .map(|check| {
-                let observed = match (&check.observed, &check.unit) {
-                    (Some(value), Some(unit)) => format!("{value} {unit}"),
-                    (Some(value), None) => value.clone(),
-                    (None, _) => "-".into(),
-                };
-                [
-                    check.name.clone(),
-                    check.status.map_or("unknown", Status::as_str).to_owned(),
-                    observed,
-                    match (&check.output, &check.lock_holder) {
-                        (Some(output), Some(holder)) => format!("{output}: held by {holder}"),
-                        (None, Some(holder)) => format!("held by {holder}"),
-                        (output, None) => output.clone().unwrap_or_else(|| "-".into()),
-                    },
-                    check.time.clone().unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(str::len);
+    let mut rows = vec![["CHECK", "STATUS", "OBSERVED", "OUTPUT", "TIME"].map(String::from)];
+    for (name, entries) in &report.document.checks.0 {
+        for entry in entries {
+            let value = match &entry.observed_value {
+                Some(Value::String(text)) => shown(Some(text)),
+                Some(other) => shown(Some(&other.to_string())),
+                None => None,
+            };
+            let observed = match (value, shown(entry.observed_unit.as_deref())) {
+                (Some(value), Some(unit)) => format!("{value} {unit}"),
+                (Some(value), None) => value,
+                (None, _) => "-".into(),
+            };
+            let dash = || "-".to_owned();
+            rows.push([
+                clean(name, NAME_CHARS),
+                entry.status.map_or("unknown", Status::as_str).to_owned(),
+                observed,
+                output_cell(entry).unwrap_or_else(dash),
+                shown(entry.time.as_deref()).unwrap_or_else(dash),
+            ]);
+        }
+    }
+    if rows.len() > 1 {
+        let mut widths = [0; 5];
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        let mut push_row = |cells: [&str; 5]| {
+        for row in &rows {
             let mut line = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                if i + 1 == cells.len() {
-                    line.push_str(cell);
-                } else {
-                    let pad = widths[i] - cell.chars().count() + 2;
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
+            for (cell, width) in row.iter().zip(widths) {
+                let _ = write!(line, "{cell:width$}  ");
             }
             out.push_str(line.trim_end());
             out.push('\n');
-        };
-        push_row(header);
-        for row in &rows {
-            push_row([&row[0], &row[1], &row[2], &row[3], &row[4]]);
         }
     }
     out.push_str(&summary_line(outcome, true));
@@ -136,49 +152,63 @@ pub fn table(outcome: &Outcome, target: &Target) -> String {
     out
 }
 
-/// The health document as received (made terminal-safe), or one built from a text answer or a failure so
-/// scripts always get JSON with a `status`.
-pub fn json(outcome: &Outcome) -> String {
-    let value = match outcome {
-        Ok(Report {
-            source: Source::Document { text },
-            ..
-        }) => {
-            let mut text = escape_json_text(text.trim());
-            text.push('\n');
-            return text;
-        }
-        Ok(report) => {
-            let mut checks = Map::new();
-            for check in &report.checks {
-                let mut entry = Map::new();
-                if let Some(status) = check.status {
-                    entry.insert("status".into(), status.as_str().into());
-                }
-                if let Some(output) = &check.output {
-                    entry.insert("output".into(), output.as_str().into());
-                }
-                let list = checks
-                    .entry(check.name.clone())
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(list) = list {
-                    list.push(Value::Object(entry));
-                }
-            }
-            json!({"status": report.status.as_str(), "checks": checks})
-        }
-        Err(failure) => json!({"status": "fail", "output": failure.to_string()}),
+/// The entry's output and, while a supervisor waits for the migration lock, who holds it:
+/// `waiting for migration lock: held by pid 4242 ("supervisor@web-1" from 10.0.0.7:53122, for 42s)`.
+fn output_cell(entry: &Entry) -> Option<String> {
+    let output = shown(entry.output.as_deref());
+    let Some(holder) = &entry.lock_holder else {
+        return output;
     };
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    text.push('\n');
-    escape_json_text(&text)
+    let mut about = String::new();
+    if let Some(name) = &holder.application_name {
+        let _ = write!(about, "{:?} ", clean(name, NAME_CHARS));
+    }
+    if let Some(client) = &holder.client_address {
+        let _ = write!(about, "from {}", clean(client, NAME_CHARS));
+    }
+    let mut about = about.trim_end().to_owned();
+    if let Some(held) = holder.held_seconds {
+        let separator = if about.is_empty() { "" } else { ", " };
+        let _ = write!(about, "{separator}for {held}s");
+    }
+    let mut held_by = format!("held by pid {}", holder.pid);
+    if !about.is_empty() {
+        let _ = write!(held_by, " ({about})");
+    }
+    Some(match output {
+        Some(output) => format!("{output}: {held_by}"),
+        None => held_by,
+    })
+}
+
+/// The health document as received (made terminal-safe), or the one built from a text answer, or one
+/// naming the failure, so that scripts always get JSON with a `status`.
+pub fn json(outcome: &Outcome) -> String {
+    let text = match outcome {
+        Ok(Report {
+            received: Some(text),
+            ..
+        }) => text.trim().to_owned(),
+        Ok(report) => pretty(&report.document),
+        Err(failure) => pretty(&Document {
+            status: Status::Fail,
+            version: None,
+            output: Some(failure.to_string()),
+            checks: Default::default(),
+        }),
+    };
+    escape_json_text(&text) + "\n"
+}
+
+fn pretty(document: &Document) -> String {
+    serde_json::to_string_pretty(document).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{FetchError, Response};
-    use crate::outcome::Failure;
+    use crate::answer::read;
+    use crate::http::{Failure, Response};
     use std::time::Duration;
 
     fn outcome(status: u16, content_type: &str, body: &str) -> Outcome {
@@ -189,36 +219,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             elapsed: Duration::from_micros(912),
         };
-        Ok(Report::from_response(&response).unwrap())
-    }
-
-    fn fixture(status: u16, name: &str) -> Outcome {
-        let body = match name {
-            "pass" => include_str!("../tests/fixtures/health-pass.json"),
-            "warn" => include_str!("../tests/fixtures/health-warn.json"),
-            _ => include_str!("../tests/fixtures/health-fail.json"),
-        };
-        outcome(status, "application/health+json", body)
-    }
-
-    #[test]
-    fn lines_for_each_verdict() {
-        assert_eq!(
-            summary_line(&fixture(200, "pass"), true),
-            "pass: supervisor=pass app=pass postgres=pass (0.9 ms)"
-        );
-        assert_eq!(
-            summary_line(&fixture(200, "warn"), true),
-            "warn: postgres=warn(timeout) (0.9 ms)"
-        );
-        assert_eq!(
-            summary_line(&fixture(503, "fail"), true),
-            "fail: postgres=fail(connection refused)"
-        );
-        assert_eq!(
-            summary_line(&fixture(200, "pass"), false),
-            "pass: supervisor=pass app=pass postgres=pass"
-        );
+        read(&response, "h:1")
     }
 
     #[test]
@@ -236,55 +237,26 @@ mod tests {
         );
         let ok = outcome(200, "text/plain", "ok");
         assert_eq!(summary_line(&ok, true), "pass (0.9 ms)");
-        let excluded = outcome(200, "text/plain", "[+]app ok\n[+]postgres excluded: ok\n");
+    }
+
+    #[test]
+    fn the_worst_entry_speaks_for_its_component() {
+        let body = r#"{"status":"warn","checks":{"postgres:a":[{"status":"pass"}],"postgres:b":[{"status":"warn","output":"timeout"},{"status":"pass"}],"cache":[{}]}}"#;
+        let warn = outcome(200, "application/health+json", body);
+        assert_eq!(summary_line(&warn, false), "warn: postgres=warn(timeout)");
+        let pass = body.replace(r#""status":"warn""#, r#""status":"pass""#);
+        let pass = outcome(200, "application/health+json", &pass);
         assert_eq!(
-            summary_line(&excluded, false),
-            "pass: app=pass postgres=pass(excluded)"
+            summary_line(&pass, false),
+            "pass: postgres=pass cache=unknown"
         );
     }
 
     #[test]
-    fn failure_lines() {
-        let refused: Outcome = Err(Failure::Fetch(FetchError::Connect {
-            authority: "127.0.0.1:8081".into(),
-            reason: "connection refused".into(),
-        }));
-        assert_eq!(
-            summary_line(&refused, true),
-            "fail: cannot connect to 127.0.0.1:8081: connection refused"
-        );
-        let timeout: Outcome = Err(Failure::Fetch(FetchError::Timeout {
-            authority: "127.0.0.1:8081".into(),
-            limit: Duration::from_secs(2),
-        }));
-        assert_eq!(
-            summary_line(&timeout, true),
-            "fail: no answer from 127.0.0.1:8081 within 2s"
-        );
-    }
-
-    #[test]
-    fn lines_never_exceed_256_bytes() {
-        let mut checks = String::new();
-        for i in 0..100 {
-            checks.push_str(&format!(
-                r#""component{i}:x":[{{"status":"fail","output":"{}"}}],"#,
-                "é".repeat(50)
-            ));
-        }
-        let body = format!(
-            r#"{{"status":"fail","checks":{{{}}}}}"#,
-            checks.trim_end_matches(',')
-        );
-        let line = summary_line(&outcome(503, "application/health+json", &body), true);
-        assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
-        assert!(line.starts_with("fail: component0=fail("));
-    }
-
-    #[test]
-    fn table_lists_every_entry() {
+    fn table_lists_every_entry_in_columns() {
+        let document = include_str!("../tests/fixtures/health-pass.json");
         let target = Target::from_health_addr("0.0.0.0:8081", "/health").unwrap();
-        let table = table(&fixture(200, "pass"), &target);
+        let table = table(&outcome(200, "application/health+json", document), &target);
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(
             lines[0],
@@ -294,29 +266,47 @@ mod tests {
         assert!(lines[2].starts_with("supervisor:state") && lines[2].contains("running"));
         assert!(lines[4].contains("0.9 ms") && lines[4].contains("2026-01-21T00:06:47Z"));
         assert!(lines[6].starts_with("pass: "));
-        // Columns line up.
         let status_col = lines[1].find("STATUS").unwrap();
         assert_eq!(&lines[3][status_col..status_col + 4], "pass");
     }
 
     #[test]
-    fn json_is_the_document_or_a_built_one() {
-        let doc = json(&fixture(200, "pass"));
-        let value: Value = serde_json::from_str(&doc).unwrap();
-        assert_eq!(value["checks"]["app:uptime"][0]["pid"], 42);
+    fn the_table_names_the_migration_locks_holder() {
+        let body = r#"{"status":"fail","checks":{"supervisor:state":[{"status":"fail","observedValue":"starting","output":"waiting for migration lock","lockHolder":{"pid":4242,"applicationName":"supervisor@web-1","clientAddress":"10.0.0.7:53122","heldSeconds":42}}],"other":[{"lockHolder":{"pid":7}}]}}"#;
+        let target = Target::from_health_addr("0.0.0.0:8081", "/health").unwrap();
+        let table = table(&outcome(503, "application/health+json", body), &target);
+        assert!(
+            table.contains(r#"waiting for migration lock: held by pid 4242 ("supervisor@web-1" from 10.0.0.7:53122, for 42s)"#),
+            "{table}"
+        );
+        let other = table.lines().find(|l| l.starts_with("other")).unwrap();
+        assert!(
+            other.contains("held by pid 7 ") && !other.contains('('),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn json_for_text_answers_and_failures_is_built() {
         let text = json(&outcome(
             503,
             "text/plain",
-            "[-]postgres failed: reason withheld\n",
+            "[+]app ok\n[-]postgres failed: reason withheld\n",
         ));
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["status"], "fail");
         assert_eq!(value["checks"]["postgres"][0]["output"], "reason withheld");
+        assert_eq!(value["checks"]["app"][0]["status"], "pass");
         let failed: Outcome = Err(Failure::Malformed {
             authority: "h:1".into(),
-            reason: "not JSON".into(),
+            reason: "not JSON \u{1b}[2J".into(),
         });
-        let value: Value = serde_json::from_str(&json(&failed)).unwrap();
-        assert_eq!(value["output"], "malformed answer from h:1: not JSON");
+        let text = json(&failed);
+        assert!(!text.contains('\u{1b}'));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value["output"],
+            "malformed answer from h:1: not JSON \u{1b}[2J"
+        );
     }
 }

@@ -47,11 +47,6 @@ pub fn truncate_bytes(line: &str, max_bytes: usize) -> String {
     format!("{}...", &line[..end])
 }
 
-/// Decodes bytes for display: invalid UTF-8 becomes U+FFFD, then [`clean`] applies.
-pub fn clean_bytes(bytes: &[u8], max_chars: usize) -> String {
-    clean(&String::from_utf8_lossy(bytes), max_chars)
-}
-
 /// Makes a JSON text safe to print while keeping it valid JSON with the same meaning: unsafe characters can
 /// only sit inside strings (raw control characters are not valid JSON outside whitespace), where a `\uXXXX`
 /// escape stands for exactly the same character.
@@ -93,11 +88,6 @@ mod tests {
         assert!(cut.len() <= MAX_LINE_BYTES);
         assert!(cut.ends_with("..."));
         assert_eq!(truncate_bytes("short", MAX_LINE_BYTES), "short");
-    }
-
-    #[test]
-    fn invalid_utf8_is_shown_as_replacement_characters() {
-        assert_eq!(clean_bytes(b"ok\xff\xfe", 10), "ok\u{FFFD}\u{FFFD}");
     }
 
     #[test]

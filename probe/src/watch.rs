@@ -8,8 +8,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use crate::answer::{self, EXIT_HEALTHY, EXIT_UNHEALTHY};
 use crate::cli::Options;
-use crate::outcome::{self, EXIT_HEALTHY, EXIT_UNHEALTHY};
 use crate::render::summary_line;
 
 /// Polls `options.target` every `interval` and writes a line to `out` on every change of state (the
@@ -31,7 +31,7 @@ pub fn watch(
     };
     let mut last_state: Option<String> = None;
     loop {
-        let outcome = outcome::probe(&options.target, options.timeout);
+        let outcome = answer::probe(&options.target, options.timeout);
         let state = summary_line(&outcome, false);
         if last_state.as_deref() != Some(state.as_str()) {
             let line = format!("{} {}", timestamp(), summary_line(&outcome, true));

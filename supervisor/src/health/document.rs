@@ -1,136 +1,23 @@
 //! The answers' bodies: the `application/health+json` document (IETF health-check draft) and the verbose
 //! text of `/livez` and `/readyz`.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::Serialize;
+use common::health::{CheckName, Checks, Document, Entry, LockHolder, Reason, Status};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-use common::health::{CheckName, Reason, Status};
 
 use super::checks::{Probe, Snapshot, Verdict};
 use crate::state::Phase;
 
-pub const CONTENT_TYPE: &str = "application/health+json";
-
-#[derive(Serialize)]
-struct Document {
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<&'static str>,
-    checks: Checks,
-}
-
-#[derive(Serialize)]
-struct Checks {
-    #[serde(rename = "supervisor:state")]
-    supervisor: [Entry; 1],
-    #[serde(rename = "app:uptime")]
-    app: [Entry; 1],
-    #[serde(rename = "postgres:responseTime")]
-    postgres: [Entry; 1],
-    #[serde(rename = "migrations:version")]
-    migrations: [Entry; 1],
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Observed {
-    Text(&'static str),
-    Number(f64),
-    Integer(i64),
-}
-
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Entry {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    component_type: Option<&'static str>,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    observed_value: Option<Observed>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    observed_unit: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    restarts: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lock_holder: Option<LockHolderEntry>,
-    time: Stamp,
-}
-
-/// Who holds the migration lock start-up waits for (`supervisor:state`, loopback callers only).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LockHolderEntry {
-    pid: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    application_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    held_seconds: Option<u64>,
-}
-
 /// RFC 3339 in UTC to the second, e.g. `2026-01-21T00:06:47Z`.
-pub fn rfc3339(at: SystemTime) -> String {
+fn rfc3339(at: SystemTime) -> String {
     let at = OffsetDateTime::from(at);
     let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_default()
-}
-
-/// An RFC 3339 time to the second, held inline: the document's `time` fields without an allocation each.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Stamp([u8; 20]);
-
-impl Stamp {
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
-    }
-
-    /// Formats `at`, remembering the last few seconds formatted: most requests ask for the same ones.
-    pub fn of(at: SystemTime) -> Stamp {
-        thread_local! {
-            static RECENT: RefCell<([(u64, Stamp); 4], usize)> =
-                const { RefCell::new(([(u64::MAX, Stamp(*b"1970-01-01T00:00:00Z")); 4], 0)) };
-        }
-        let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        RECENT.with_borrow_mut(|(recent, next)| {
-            if let Some((_, stamp)) = recent.iter().find(|(s, _)| *s == secs) {
-                return *stamp;
-            }
-            let text = rfc3339(at);
-            let stamp = match <[u8; 20]>::try_from(text.as_bytes()) {
-                Ok(bytes) => Stamp(bytes),
-                Err(_) => Stamp(*b"1970-01-01T00:00:00Z"),
-            };
-            recent[*next] = (secs, stamp);
-            *next = (*next + 1) % recent.len();
-            stamp
-        })
-    }
-}
-
-impl Default for Stamp {
-    fn default() -> Self {
-        Stamp(*b"1970-01-01T00:00:00Z")
-    }
-}
-
-impl Serialize for Stamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
 }
 
 /// The worst readiness status over the checks that are not excluded.
@@ -250,83 +137,93 @@ fn health_json_at(
     details: bool,
     now: SystemTime,
 ) -> (Status, String) {
-    let now = Stamp::of(now);
-    let output = |verdict: Verdict| verdict.reason.filter(|_| details).map(Reason::as_str);
+    let now = rfc3339(now);
+    let output = |verdict: Verdict| {
+        verdict
+            .reason
+            .filter(|_| details)
+            .map(|reason| reason.as_str().to_owned())
+    };
 
     let verdict = snapshot.verdict(CheckName::Supervisor, Probe::Ready);
     let supervisor = Entry {
-        status: verdict.status.as_str(),
-        observed_value: Some(Observed::Text(snapshot.phase.as_str())),
+        status: Some(verdict.status),
+        observed_value: Some(snapshot.phase.as_str().into()),
         output: output(verdict),
         lock_holder: snapshot
             .lock_wait
             .as_ref()
             .and_then(|w| w.holder.as_ref())
             .filter(|_| details)
-            .map(|h| LockHolderEntry {
+            .map(|h| LockHolder {
                 pid: h.pid,
                 application_name: h.application_name.clone(),
                 client_address: h.client.clone(),
                 held_seconds: h.held_for.map(|d| d.as_secs()),
             }),
-        time: now,
+        time: Some(now.clone()),
         ..Entry::default()
     };
 
     let verdict = snapshot.verdict(CheckName::App, Probe::Ready);
     let reading = snapshot.current_child_reading();
     let app = Entry {
-        component_type: Some("component"),
-        status: verdict.status.as_str(),
+        component_type: Some("component".into()),
+        status: Some(verdict.status),
         observed_value: snapshot
             .child
-            .map(|c| Observed::Number(uptime_tenths(snapshot, c.started) / 10.0)),
-        observed_unit: snapshot.child.map(|_| "s"),
+            .map(|c| (uptime_tenths(snapshot, c.started) / 10.0).into()),
+        observed_unit: snapshot.child.map(|_| "s".into()),
         restarts: Some(snapshot.restarts),
         pid: snapshot.child.map(|c| c.pid).filter(|_| details),
         rss_bytes: reading.and_then(|r| r.rss_bytes).filter(|_| details),
         output: output(verdict),
-        lock_holder: None,
-        time: reading.map_or(now, |r| Stamp::of(r.time)),
+        time: Some(reading.map_or_else(|| now.clone(), |r| rfc3339(r.time))),
+        ..Entry::default()
     };
 
     let verdict = snapshot.verdict(CheckName::Postgres, Probe::Ready);
     let latency = snapshot.postgres.and_then(|r| r.outcome.ok());
     let postgres = Entry {
-        component_type: Some("datastore"),
-        status: verdict.status.as_str(),
-        observed_value: latency.map(|l| Observed::Number(latency_micros(l) / 1e3)),
-        observed_unit: latency.map(|_| "ms"),
+        component_type: Some("datastore".into()),
+        status: Some(verdict.status),
+        observed_value: latency.map(|l| (latency_micros(l) / 1e3).into()),
+        observed_unit: latency.map(|_| "ms".into()),
         output: output(verdict),
-        time: snapshot.postgres.map_or(now, |r| Stamp::of(r.time)),
+        time: Some(
+            snapshot
+                .postgres
+                .map_or_else(|| now.clone(), |r| rfc3339(r.time)),
+        ),
         ..Entry::default()
     };
 
     let migrations = match snapshot.migration_version {
         Some(version) => Entry {
-            status: Status::Pass.as_str(),
-            observed_value: Some(Observed::Integer(version)),
-            time: now,
+            status: Some(Status::Pass),
+            observed_value: Some(version.into()),
+            time: Some(now),
             ..Entry::default()
         },
         None => Entry {
-            status: Status::Warn.as_str(),
-            output: Some(Reason::Starting.as_str()).filter(|_| details),
-            time: now,
+            status: Some(Status::Warn),
+            output: Some(Reason::Starting.as_str().to_owned()).filter(|_| details),
+            time: Some(now),
             ..Entry::default()
         },
     };
 
     let status = overall(snapshot, excluded);
     let document = Document {
-        status: status.as_str(),
-        version: Some(env!("CARGO_PKG_VERSION")).filter(|_| details),
-        checks: Checks {
-            supervisor: [supervisor],
-            app: [app],
-            postgres: [postgres],
-            migrations: [migrations],
-        },
+        status,
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()).filter(|_| details),
+        output: None,
+        checks: Checks(vec![
+            ("supervisor:state".into(), vec![supervisor]),
+            ("app:uptime".into(), vec![app]),
+            ("postgres:responseTime".into(), vec![postgres]),
+            ("migrations:version".into(), vec![migrations]),
+        ]),
     };
     let body = serde_json::to_string(&document).expect("the document serialises");
     (status, body)

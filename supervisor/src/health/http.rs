@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use common::health::{CheckName, Status};
+use common::health::{CheckName, Status, CONTENT_TYPE as HEALTH_JSON};
 
 use super::checks::Probe;
 use super::config::Details;
@@ -324,11 +324,7 @@ fn answer<B>(
         },
         Route::Health => {
             let (status, body) = shared.document.render(&snapshot, &query.excluded, details);
-            reply(
-                verdict_code(status != Status::Fail),
-                document::CONTENT_TYPE,
-                body,
-            )
+            reply(verdict_code(status != Status::Fail), HEALTH_JSON, body)
         }
         Route::Metrics => {
             let accept = request.headers().get_all(ACCEPT);

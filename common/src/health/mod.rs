@@ -1,7 +1,13 @@
 //! The health vocabulary the supervisor reports and the probe reads: check statuses, the supervisor's check
-//! names, and the fixed words that say why a check is not passing.
+//! names, the fixed words that say why a check is not passing, and the `application/health+json` document.
+
+mod document;
 
 use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use document::{Checks, Document, Entry, LockHolder, CONTENT_TYPE};
 
 /// A check's or a whole answer's status, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +41,20 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Status::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown status {text:?}")))
     }
 }
 
