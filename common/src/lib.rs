@@ -1,5 +1,5 @@
 //! Code shared by the supervisor, the app and the probe: configuration from the environment, durations, and
-//! behind features what only some of them need: `logging`, `health` (the health vocabulary) and `db` (the
+//! behind features what only some of them need: `logging`, `health` (the health vocabulary and document) and `db` (the
 //! PostgreSQL connection settings and error classification).
 pub mod config;
 #[cfg(feature = "db")]
