@@ -37,6 +37,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+. scripts/lib/postgres_container.sh
 log() { printf '[bench] %s\n' "$*" >&2; }
 now_ms() { date +%s%3N; }
 wait_for() {
@@ -87,15 +88,8 @@ binaries_bytes=$(docker run --rm --entrypoint /bin/sh "$IMAGE" -c \
     'stat -c %s /usr/local/bin/supervisor /usr/local/bin/app /usr/local/bin/probe' | awk '{ s += $1 } END { print s }')
 
 docker network create --internal --label "$LABEL" "$NET" >/dev/null
-password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
-printf '%s' "$password" >"$work/pg_password"
-chmod 0444 "$work/pg_password"
-printf 'postgres://postgres:%s@%s:5432/postgres?sslmode=disable' "$password" "$PG" >"$work/database_url"
-chown 10001:10001 "$work/database_url"
-chmod 0400 "$work/database_url"
-docker run -d --name "$PG" --label "$LABEL" --network "$NET" -e POSTGRES_PASSWORD_FILE=/run/secrets/pg_password \
-    -v "$work/pg_password:/run/secrets/pg_password:ro" docker.io/library/postgres:15-bookworm >/dev/null
-wait_for 90 docker exec "$PG" pg_isready -q -h 127.0.0.1 -U postgres || { echo "postgres did not start" >&2; exit 1; }
+start_postgres_container "$work" "$PG" "$NET" "$LABEL"
+wait_for 90 postgres_ready "$PG" || { echo "postgres did not start" >&2; exit 1; }
 
 run_image() {
     timeout 60 docker run -d --name "$1" --label "$LABEL" --network "$NET" \

@@ -74,6 +74,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap 'printf "[rolling] error: line %s failed: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
+. scripts/lib/postgres_container.sh
 log() { printf '[rolling %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[rolling] error: %s\n' "$*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
@@ -140,16 +141,8 @@ build_image "$SEED_IMAGE" "$work/seed" 300
 
 # ---- network, PostgreSQL, balancer --------------------------------------------------------------------------------
 docker network create --label "$LABEL" "$NET" >/dev/null
-password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
-printf '%s' "$password" >"$work/pg_password"
-chmod 0444 "$work/pg_password"
-printf 'postgres://postgres:%s@%s:5432/postgres?sslmode=disable' "$password" "$PG" >"$work/database_url"
-chown 10001:10001 "$work/database_url"
-chmod 0400 "$work/database_url"
-docker run -d --name "$PG" --label "$LABEL" --network "$NET" -e POSTGRES_PASSWORD_FILE=/run/secrets/pg_password \
-    -v "$work/pg_password:/run/secrets/pg_password:ro" docker.io/library/postgres:15-bookworm >/dev/null
-pg_ready() { docker exec "$PG" pg_isready -q -h 127.0.0.1 -U postgres; }
-wait_for 90 pg_ready || die "postgres did not start"
+start_postgres_container "$work" "$PG" "$NET" "$LABEL"
+wait_for 90 postgres_ready "$PG" || die "postgres did not start"
 
 servers() { # SHAPE: the server lines of one backend
     local i
@@ -323,7 +316,7 @@ run_shape() {
         curl -s -i --max-time 3 -H "$header" "$l4/api/entries?limit=5" >"$out/$shape-l4-outage-answer.txt" 2>&1 || true
         curl -s -i --max-time 3 -H "$header" "$l7/api/entries?limit=5" >"$out/$shape-l7-outage-answer.txt" 2>&1 || true
         timeout 30 docker start "$PG" >/dev/null
-        wait_for 60 pg_ready || die "postgres did not come back"
+        wait_for 60 postgres_ready "$PG" || die "postgres did not come back"
         back_at=$(now_ms)
         stopped_ms=$((back_at - start))
         ready_ms=0
