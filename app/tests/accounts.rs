@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use pg_control::Sql;
-use support::{login, register, App, Db};
+use support::{login, migrated_db, register, start_app};
+use testkit::{Database, Response, Running};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -23,8 +24,8 @@ fn cookie_pair(set_cookie: &str) -> String {
 
 #[test]
 fn register_login_me_logout_and_password_change() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
 
     // The first account may register; the email is normalized.
     let created = register(&app, "  Ada@Example.com ", PASSWORD);
@@ -40,13 +41,13 @@ fn register_login_me_logout_and_password_change() {
     assert_eq!(closed.error_code(), "registration_closed");
 
     // One 401 message for a wrong password and an unknown email.
-    let wrong = app.post_json(
+    let wrong = app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "ada@example.com", "password": "not the password"}),
     );
     wrong.expect(401);
-    let unknown = app.post_json(
+    let unknown = app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "nobody@example.com", "password": "not the password"}),
@@ -55,7 +56,7 @@ fn register_login_me_logout_and_password_change() {
     assert_eq!(wrong.json(), unknown.json());
 
     // Login: token, expiry, user, cookie.
-    let response = app.post_json(
+    let response = app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "ADA@example.com", "password": PASSWORD}),
@@ -98,9 +99,12 @@ fn register_login_me_logout_and_password_change() {
     );
 
     // The user behind the bearer token and behind the cookie.
-    app.get("/api/auth/me", &[("Authorization", &bearer(&token))])
+    app.api()
+        .get("/api/auth/me", &[("Authorization", &bearer(&token))])
         .expect(200);
-    let me = app.get("/api/auth/me", &[("Cookie", &cookie_pair(&set_cookie))]);
+    let me = app
+        .api()
+        .get("/api/auth/me", &[("Cookie", &cookie_pair(&set_cookie))]);
     me.expect(200);
     assert_eq!(me.json(), user);
     assert!(!me.text().contains("$argon2") && !me.text().contains(&expected));
@@ -113,18 +117,20 @@ fn register_login_me_logout_and_password_change() {
         bearer(&"0".repeat(64)),
         token.clone(),
     ] {
-        let response = app.get("/api/auth/me", &[("Authorization", &auth)]);
+        let response = app.api().get("/api/auth/me", &[("Authorization", &auth)]);
         response.expect(401);
         assert_eq!(response.error_code(), "unauthorized");
     }
-    app.get("/api/auth/me", &[]).expect(401);
+    app.api().get("/api/auth/me", &[]).expect(401);
 
     // Cookie-authenticated logout needs a trusted Origin.
     let cookie = cookie_pair(&set_cookie);
-    let no_origin = app.request("POST", "/api/auth/logout", &[("Cookie", &cookie)], None);
+    let no_origin = app
+        .api()
+        .request("POST", "/api/auth/logout", &[("Cookie", &cookie)], None);
     no_origin.expect(403);
     assert_eq!(no_origin.error_code(), "origin_required");
-    let foreign = app.request(
+    let foreign = app.api().request(
         "POST",
         "/api/auth/logout",
         &[("Cookie", &cookie), ("Origin", "https://evil.example")],
@@ -132,8 +138,8 @@ fn register_login_me_logout_and_password_change() {
     );
     foreign.expect(403);
     assert_eq!(foreign.error_code(), "origin_not_allowed");
-    let own_origin = format!("http://127.0.0.1:{}", app.port);
-    let logout = app.request(
+    let own_origin = format!("http://127.0.0.1:{}", app.api().port());
+    let logout = app.api().request(
         "POST",
         "/api/auth/logout",
         &[("Cookie", &cookie), ("Origin", &own_origin)],
@@ -142,15 +148,18 @@ fn register_login_me_logout_and_password_change() {
     logout.expect(204);
     assert!(logout.header("set-cookie").unwrap().contains("Max-Age=0"));
     // Revoked: both ways in fail.
-    app.get("/api/auth/me", &[("Authorization", &bearer(&token))])
+    app.api()
+        .get("/api/auth/me", &[("Authorization", &bearer(&token))])
         .expect(401);
-    app.get("/api/auth/me", &[("Cookie", &cookie)]).expect(401);
+    app.api()
+        .get("/api/auth/me", &[("Cookie", &cookie)])
+        .expect(401);
 
     // Password change ends every session.
     let (first, _) = login(&app, "ada@example.com", PASSWORD);
     let (second, _) = login(&app, "ada@example.com", PASSWORD);
     let change = |auth: &str, current: &str, new: &str| {
-        app.post_json(
+        app.api().post_json(
             "/api/auth/password",
             &[("Authorization", auth)],
             &json!({"currentPassword": current, "newPassword": new}),
@@ -165,7 +174,7 @@ fn register_login_me_logout_and_password_change() {
         too_short.json()["error"]["details"][0]["field"],
         "newPassword"
     );
-    let missing = app.post_json(
+    let missing = app.api().post_json(
         "/api/auth/password",
         &[("Authorization", &bearer(&first))],
         &json!({"currentPassword": PASSWORD}),
@@ -174,16 +183,18 @@ fn register_login_me_logout_and_password_change() {
     assert_eq!(missing.json()["error"]["field"], "newPassword");
     change(&bearer(&first), PASSWORD, "a brand new password").expect(204);
     for token in [&first, &second] {
-        app.get("/api/auth/me", &[("Authorization", &bearer(token))])
+        app.api()
+            .get("/api/auth/me", &[("Authorization", &bearer(token))])
             .expect(401);
     }
     assert_eq!(db.psql("SELECT count(*) FROM sessions"), "0");
-    app.post_json(
-        "/api/auth/login",
-        &[],
-        &json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .expect(401);
+    app.api()
+        .post_json(
+            "/api/auth/login",
+            &[],
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .expect(401);
     login(&app, "ada@example.com", "a brand new password");
 
     // No secret in any log line.
@@ -211,10 +222,13 @@ fn register_login_me_logout_and_password_change() {
 
 #[test]
 fn expiry_is_sliding_and_absolute() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
     register(&app, "ada@example.com", PASSWORD).expect(201);
-    let me = |token: &str| app.get("/api/auth/me", &[("Authorization", &bearer(token))]);
+    let me = |token: &str| {
+        app.api()
+            .get("/api/auth/me", &[("Authorization", &bearer(token))])
+    };
 
     // Idle expiry passed.
     let (idle, _) = login(&app, "ada@example.com", PASSWORD);
@@ -265,12 +279,12 @@ fn expiry_is_sliding_and_absolute() {
 
 #[test]
 fn six_failed_logins_over_two_processes_are_throttled() {
-    let db = Db::start();
-    let a = App::start(&db.url(), &[]);
-    let b = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let a = start_app(&db.url(), &[]);
+    let b = start_app(&db.url(), &[]);
     register(&a, "ada@example.com", PASSWORD).expect(201);
-    let attempt = |app: &App, email: &str, password: &str| {
-        app.post_json(
+    let attempt = |app: &Running, email: &str, password: &str| {
+        app.api().post_json(
             "/api/auth/login",
             &[],
             &json!({"email": email, "password": password}),
@@ -366,8 +380,8 @@ fn six_failed_logins_over_two_processes_are_throttled() {
 
 #[test]
 fn registration_is_race_free_and_optional() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
     // Eight concurrent first registrations: exactly one wins.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -391,7 +405,7 @@ fn registration_is_race_free_and_optional() {
     assert_eq!(db.psql("SELECT count(*) FROM users"), "1");
     drop(app);
 
-    let open = App::start(&db.url(), &[("ALLOW_REGISTRATION", "true")]);
+    let open = start_app(&db.url(), &[("ALLOW_REGISTRATION", "true")]);
     register(&open, "second@example.com", PASSWORD).expect(201);
     let taken = register(&open, "Second@Example.com", PASSWORD);
     taken.expect(409);
@@ -400,8 +414,8 @@ fn registration_is_race_free_and_optional() {
 
 #[test]
 fn secure_cookie_when_configured() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[("COOKIE_SECURE", "true")]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[("COOKIE_SECURE", "true")]);
     register(&app, "ada@example.com", PASSWORD).expect(201);
     let (_, set_cookie) = login(&app, "ada@example.com", PASSWORD);
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
@@ -411,8 +425,8 @@ fn secure_cookie_when_configured() {
 /// lock the test holds on the user: both requests queue behind it, in the order the test lets
 /// them in, and run the moment it is released.
 struct PasswordRace {
-    db: Db,
-    app: App,
+    db: Database,
+    app: Running,
     sql: Sql,
     /// A session from before the change.
     token: String,
@@ -425,8 +439,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl PasswordRace {
     fn start() -> PasswordRace {
-        let db = Db::start();
-        let app = App::start(&db.url(), &[("DB_TIMEOUT", RACE_DB_TIMEOUT)]);
+        let db = migrated_db();
+        let app = start_app(&db.url(), &[("DB_TIMEOUT", RACE_DB_TIMEOUT)]);
         register(&app, "ada@example.com", PASSWORD).expect(201);
         let (token, _) = login(&app, "ada@example.com", PASSWORD);
         let sql = Sql::connect(&db.url());
@@ -444,16 +458,16 @@ impl PasswordRace {
         }
     }
 
-    fn login_with_old_password(&self) -> support::Response {
-        self.app.post_json(
+    fn login_with_old_password(&self) -> Response {
+        self.app.api().post_json(
             "/api/auth/login",
             &[],
             &json!({"email": "ada@example.com", "password": PASSWORD}),
         )
     }
 
-    fn change_password(&self) -> support::Response {
-        self.app.post_json(
+    fn change_password(&self) -> Response {
+        self.app.api().post_json(
             "/api/auth/password",
             &[("Authorization", &bearer(&self.token))],
             &json!({"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}),
@@ -477,6 +491,7 @@ impl PasswordRace {
     /// Afterwards only the new password works, and no session from before the change is left.
     fn assert_only_the_new_password_works(&self) {
         self.app
+            .api()
             .get("/api/auth/me", &[("Authorization", &bearer(&self.token))])
             .expect(401);
         assert_eq!(self.db.psql("SELECT count(*) FROM sessions"), "0");
@@ -496,7 +511,7 @@ impl Drop for PasswordRace {
 #[test]
 fn a_login_that_checked_the_old_password_gets_no_session_once_the_change_committed() {
     let race = PasswordRace::start();
-    let wrong_password = race.app.post_json(
+    let wrong_password = race.app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "ada@example.com", "password": "not the password"}),
@@ -520,7 +535,7 @@ fn a_login_that_checked_the_old_password_gets_no_session_once_the_change_committ
     });
     race.assert_only_the_new_password_works();
     race.app
-        .wait_for_log("login lost the race with a password change", LOCK_WAIT);
+        .wait_log("login lost the race with a password change", LOCK_WAIT);
 }
 
 #[test]
@@ -539,6 +554,7 @@ fn a_session_created_before_the_change_commits_is_ended_by_it() {
         change.join().unwrap().expect(204);
         let raced = login.json()["token"].as_str().unwrap().to_string();
         race.app
+            .api()
             .get("/api/auth/me", &[("Authorization", &bearer(&raced))])
             .expect(401);
     });

@@ -11,9 +11,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{login, register, App, Db, Response};
+use support::{login, migrated_db, register, start_app};
+use testkit::{Database, Launch, Response, Running};
 
-use pg_control::{Freeze, Sql};
+use pg_control::Sql;
 
 const PASSWORD: &str = "correct horse battery";
 /// The default `DB_TIMEOUT`.
@@ -30,22 +31,22 @@ const RECOVERY: Duration = Duration::from_secs(5);
 
 /// A user with a session and one time entry.
 struct Fixture {
-    db: Db,
-    app: App,
+    db: Database,
+    app: Running,
     token: String,
     entry_id: String,
 }
 
 impl Fixture {
     fn start(env: &[(&str, &str)]) -> Fixture {
-        let db = Db::start();
+        let db = migrated_db();
         // The documented default, stated: the harness relaxes it for behavioural tests.
         let mut settings = vec![("DB_TIMEOUT", "1500ms")];
         settings.extend_from_slice(env);
-        let app = App::start(&db.url(), &settings);
+        let app = start_app(&db.url(), &settings);
         register(&app, "ada@example.com", PASSWORD).expect(201);
         let (token, _) = login(&app, "ada@example.com", PASSWORD);
-        let created = app.post_json(
+        let created = app.api().post_json(
             "/api/entries",
             &[("Authorization", &format!("Bearer {token}"))],
             &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
@@ -71,18 +72,18 @@ impl Fixture {
         let auth = self.auth();
         let started = Instant::now();
         let response = match n % 6 {
-            0 => self.app.get("/api/auth/me", &[("Authorization", &auth)]),
-            1 => self.app.get("/api/entries", &[("Authorization", &auth)]),
-            2 => self.app.get(
+            0 => self.app.api().get("/api/auth/me", &[("Authorization", &auth)]),
+            1 => self.app.api().get("/api/entries", &[("Authorization", &auth)]),
+            2 => self.app.api().get(
                 &format!("/api/entries/{}", self.entry_id),
                 &[("Authorization", &auth)],
             ),
-            3 => self.app.get(
+            3 => self.app.api().get(
                 "/api/summary?group_by=project",
                 &[("Authorization", &auth)],
             ),
-            4 => self.app.get("/health", &[]),
-            _ => self.app.post_json(
+            4 => self.app.api().get("/health", &[]),
+            _ => self.app.api().post_json(
                 "/api/entries",
                 &[("Authorization", &auth)],
                 &json!({"source": "manual", "externalId": format!("n{n}-{:?}", Instant::now()),
@@ -174,7 +175,7 @@ fn a_frozen_database_gets_503_within_the_deadline_and_timed_out_connections_are_
     let before = sql.other_backends();
     assert_eq!(before.len(), 1, "the app's pooled connection: {before:?}");
 
-    let freeze = Freeze::cluster(&fixture.db.cluster);
+    let freeze = fixture.db.cluster.freeze();
     // Sequentially: the first request takes the pooled connection into a statement that never
     // answers; the next ones must not get that connection back.
     for n in 0..6 {
@@ -209,7 +210,7 @@ fn thirty_requests_at_once_during_a_freeze_all_get_503_in_time_then_all_succeed(
     let sql = Sql::connect(&fixture.db.url());
     let before = sql.other_backends();
 
-    let freeze = Freeze::cluster(&fixture.db.cluster);
+    let freeze = fixture.db.cluster.freeze();
     let during = fixture.parallel(30);
     for t in &during {
         t.assert_unavailable_in_time();
@@ -266,7 +267,7 @@ fn a_freeze_under_continuous_load_answers_every_request_in_time() {
             .collect();
         // Load first, then the freeze in its middle.
         std::thread::sleep(Duration::from_millis(500));
-        let freeze = Freeze::cluster(&fixture.db.cluster);
+        let freeze = fixture.db.cluster.freeze();
         std::thread::sleep(FREEZE);
         freeze.thaw();
         *thawed_at.lock().unwrap() = Some(Instant::now());
@@ -339,7 +340,7 @@ fn a_statement_blocked_by_a_lock_ends_at_the_deadline() {
     sql.batch("BEGIN");
     sql.execute("SELECT 1 FROM time_entries FOR UPDATE", &[]);
     let started = Instant::now();
-    let patched = fixture.app.request(
+    let patched = fixture.app.api().request(
         "PATCH",
         &format!("/api/entries/{}", fixture.entry_id),
         &[
@@ -362,7 +363,7 @@ fn a_statement_blocked_by_a_lock_ends_at_the_deadline() {
     sql.wait_for_no_lock_waiters("UPDATE time_entries", Duration::from_secs(1));
     sql.batch("ROLLBACK");
     // Nothing changed, and the entry can be changed now.
-    let entry = fixture.app.get(
+    let entry = fixture.app.api().get(
         &format!("/api/entries/{}", fixture.entry_id),
         &[("Authorization", &fixture.auth())],
     );
@@ -376,7 +377,7 @@ fn an_import_has_its_own_longer_deadline() {
     let fixture = Fixture::start(&[("DB_IMPORT_TIMEOUT", "4s")]);
     let import = || {
         let started = Instant::now();
-        let response = fixture.app.post_json(
+        let response = fixture.app.api().post_json(
             "/api/import/toggl",
             &[("Authorization", &fixture.auth())],
             &json!([{"id": 7, "description": "x", "start": "2024-03-01T09:00:00Z",
@@ -425,11 +426,12 @@ fn an_import_has_its_own_longer_deadline() {
 
 #[test]
 fn db_pool_wait_longer_than_db_timeout_is_refused_at_start() {
-    let db = Db::start();
-    let mut app = App::spawn(&db.url(), &[("DB_TIMEOUT", "1s"), ("DB_POOL_WAIT", "2s")]);
-    let status = app.wait_exit(Duration::from_secs(10));
-    assert!(!status.success());
-    let log = app.log();
+    let db = migrated_db();
+    let done = Launch::app(&db.url())
+        .envs(&[("DB_TIMEOUT", "1s"), ("DB_POOL_WAIT", "2s")])
+        .run(Duration::from_secs(10));
+    assert_ne!(done.code, 0);
+    let log = done.stderr;
     assert!(
         log.contains("DB_POOL_WAIT") && log.contains("DB_TIMEOUT"),
         "{log}"

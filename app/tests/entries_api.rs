@@ -6,6 +6,7 @@ mod support;
 
 use entries_support::{all_entries, assert_bad_parameter, new_user, problems, Env};
 use serde_json::{json, Value};
+use testkit::Response;
 
 #[test]
 fn create_read_patch_delete() {
@@ -63,16 +64,18 @@ fn create_read_patch_delete() {
 
     let deleted = env
         .app
+        .api()
         .request("DELETE", &path, &[("Authorization", &env.auth)], None);
     deleted.expect(204);
     env.get(&path).expect(404);
     env.app
+        .api()
         .request("DELETE", &path, &[("Authorization", &env.auth)], None)
         .expect(404);
 }
 
-fn patch(env: &Env, auth: &str, path: &str, body: &Value) -> support::Response {
-    env.app.request(
+fn patch(env: &Env, auth: &str, path: &str, body: &Value) -> Response {
+    env.app.api().request(
         "PATCH",
         path,
         &[
@@ -95,13 +98,18 @@ fn other_users_entries_are_not_found() {
         .expect(201)
         .json();
     let path = format!("/api/entries/{}", created["id"].as_str().unwrap());
-    env.app.get(&path, &[("Authorization", &bob)]).expect(404);
+    env.app
+        .api()
+        .get(&path, &[("Authorization", &bob)])
+        .expect(404);
     patch(&env, &bob, &path, &json!({"duration": 3})).expect(404);
     env.app
+        .api()
         .request("DELETE", &path, &[("Authorization", &bob)], None)
         .expect(404);
     let listed = env
         .app
+        .api()
         .get("/api/entries", &[("Authorization", &bob)])
         .expect(200)
         .json();
@@ -109,7 +117,7 @@ fn other_users_entries_are_not_found() {
     // Untouched by Bob's attempts.
     assert_eq!(env.get(&path).expect(200).json(), created);
 
-    env.app.get(&path, &[]).expect(401);
+    env.app.api().get(&path, &[]).expect(401);
     env.get("/api/entries/not-a-uuid").expect(404);
     env.get("/api/entries/00000000-0000-0000-0000-000000000000")
         .expect(404);
@@ -152,6 +160,7 @@ fn bad_bodies_are_named_and_duplicates_conflict() {
     response.expect(400);
     assert!(response.text().contains("colour"), "{}", response.text());
     env.app
+        .api()
         .request(
             "POST",
             "/api/entries",
@@ -389,7 +398,12 @@ fn assert_refs_resolve(document: &Value, value: &Value) {
 #[test]
 fn openapi_documents_the_entry_routes() {
     let env = Env::start();
-    let document = env.app.get("/api/openapi.json", &[]).expect(200).json();
+    let document = env
+        .app
+        .api()
+        .get("/api/openapi.json", &[])
+        .expect(200)
+        .json();
     for (path, methods) in [
         ("/api/entries", &["get", "post"][..]),
         ("/api/entries/{id}", &["get", "patch", "delete"][..]),

@@ -6,13 +6,11 @@
 mod entries_support;
 mod support;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use entries_support::{multipart, Env};
 use serde_json::{json, Value};
-use support::Response;
+use testkit::Response;
 
 const MIB: usize = 1024 * 1024;
 /// The contract's bound on what one request may add to the app's memory.
@@ -85,19 +83,15 @@ fn csv_file(size: usize, count: usize, header: &str, row: impl Fn(usize) -> Stri
 /// POST of a large body, waiting longer than the harness's usual 30 s for the answer: a debug
 /// build on a loaded machine takes seconds for 10 MiB of millions of items.
 fn post_large(env: &Env, path: &str, content_type: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", env.app.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Authorization: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        env.auth,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    support::read_response(&mut stream).unwrap()
+    env.app
+        .api()
+        .with_timeout(Duration::from_secs(300))
+        .request(
+            "POST",
+            path,
+            &[("Authorization", &env.auth), ("Content-Type", content_type)],
+            Some(body),
+        )
 }
 
 /// POST of a CSV file as the multipart field `file`, as [`post_large`].
@@ -270,14 +264,14 @@ fn a_nul_character_in_any_text_field_is_a_400_naming_it() {
     let post = |path: &str, body: &str| env.post_raw(path, json_type, body.as_bytes());
 
     // JSON bodies: the login of the review, and every other kind of body.
-    let login = env.app.request(
+    let login = env.app.api().request(
         "POST",
         "/api/auth/login",
         &[("Content-Type", json_type)],
         Some(br#"{"email":"a@b.co\u0000","password":"whatever1"}"#),
     );
     assert_nul_refused(&login, "email");
-    let register = env.app.request(
+    let register = env.app.api().request(
         "POST",
         "/api/auth/register",
         &[("Content-Type", json_type)],
@@ -297,7 +291,7 @@ fn a_nul_character_in_any_text_field_is_a_400_naming_it() {
     );
     created.expect(201);
     let id = created.json()["id"].as_str().unwrap().to_owned();
-    let patch = env.app.request(
+    let patch = env.app.api().request(
         "PATCH",
         &format!("/api/entries/{id}"),
         &[("Authorization", &env.auth), ("Content-Type", json_type)],
@@ -345,7 +339,7 @@ fn a_nul_character_in_any_text_field_is_a_400_naming_it() {
     assert_eq!(env.row_count(), 1, "a refused request wrote rows");
 
     // The published document says so for every text without a stricter rule of its own.
-    let document = env.app.get("/api/openapi.json", &[]).json();
+    let document = env.app.api().get("/api/openapi.json", &[]).json();
     let no_nul = r"^[^\u0000]*$";
     let project = document["paths"]["/api/entries"]["get"]["parameters"]
         .as_array()
@@ -393,7 +387,7 @@ fn ambiguous_json_is_refused_or_normalised() {
     };
 
     // A key given twice: which one was meant is unknowable, so neither is taken.
-    let login = env.app.request(
+    let login = env.app.api().request(
         "POST",
         "/api/auth/login",
         &[("Content-Type", json_type)],
@@ -452,7 +446,7 @@ fn ambiguous_json_is_refused_or_normalised() {
     };
     assert!(positive_zero(&created.json()), "{}", created.text());
     let id = created.json()["id"].as_str().unwrap().to_owned();
-    let patched = env.app.request(
+    let patched = env.app.api().request(
         "PATCH",
         &format!("/api/entries/{id}"),
         &[("Authorization", &env.auth), ("Content-Type", json_type)],

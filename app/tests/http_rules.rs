@@ -5,10 +5,15 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::TcpStream;
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{read_response, App, Db};
+use support::{migrated_db, start_app};
+use testkit::http::{connect, read_response};
+use testkit::Response;
+
+/// How long the raw-socket requests wait for an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-content-type-options", "nosniff"),
@@ -16,7 +21,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("referrer-policy", "no-referrer"),
 ];
 
-fn assert_security_headers(response: &support::Response) {
+fn assert_security_headers(response: &Response) {
     for (name, value) in SECURITY_HEADERS {
         assert_eq!(response.header(name), Some(*value), "{name}");
     }
@@ -28,11 +33,12 @@ fn assert_security_headers(response: &support::Response) {
 
 #[test]
 fn malformed_requests_get_clear_errors() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
     let json_type = ("Content-Type", "application/json");
     let post = |body: &[u8], headers: &[(&str, &str)]| {
-        app.request("POST", "/api/auth/register", headers, Some(body))
+        app.api()
+            .request("POST", "/api/auth/register", headers, Some(body))
     };
 
     // Malformed JSON.
@@ -113,18 +119,18 @@ fn malformed_requests_get_clear_errors() {
     }
 
     // Wrong methods and unknown paths.
-    let response = app.get("/api/auth/login", &[]);
+    let response = app.api().get("/api/auth/login", &[]);
     response.expect(405);
     assert_eq!(response.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(response.error_code(), "method_not_allowed");
-    let response = app.request("DELETE", "/api/auth/me", &[], None);
+    let response = app.api().request("DELETE", "/api/auth/me", &[], None);
     response.expect(405);
     assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
-    let response = app.get("/api/nothing/here", &[]);
+    let response = app.api().get("/api/nothing/here", &[]);
     response.expect(404);
     assert_eq!(response.error_code(), "not_found");
     assert_security_headers(&response);
-    let response = app.request("HEAD", "/livez", &[], None);
+    let response = app.api().request("HEAD", "/livez", &[], None);
     response.expect(200);
 
     // Nothing was written by any of it.
@@ -133,11 +139,11 @@ fn malformed_requests_get_clear_errors() {
 
 #[test]
 fn oversized_bodies_are_refused() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
 
     // Declared too large: refused before the body is read.
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    let mut stream = connect(app.api().addr(), READ_TIMEOUT).unwrap();
     write!(
         stream,
         "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -150,7 +156,7 @@ fn oversized_bodies_are_refused() {
     assert_eq!(response.error_code(), "payload_too_large");
 
     // No Content-Length (chunked): cut off at the limit while reading.
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    let mut stream = connect(app.api().addr(), READ_TIMEOUT).unwrap();
     write!(
         stream,
         "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -174,7 +180,7 @@ fn oversized_bodies_are_refused() {
     // Just under the limit is read (and then judged on its content).
     let mut padded = json!({"email": "a@example.com", "password": "long enough"}).to_string();
     padded.push_str(&" ".repeat(1024 * 1024 - padded.len()));
-    let response = app.request(
+    let response = app.api().request(
         "POST",
         "/api/auth/login",
         &[("Content-Type", "application/json")],
@@ -185,9 +191,9 @@ fn oversized_bodies_are_refused() {
 
 #[test]
 fn cors_and_origin_rules() {
-    let db = Db::start();
+    let db = migrated_db();
     let allowed = "https://app.example.com";
-    let app = App::start(
+    let app = start_app(
         &db.url(),
         &[(
             "CORS_ORIGINS",
@@ -196,7 +202,7 @@ fn cors_and_origin_rules() {
     );
 
     // Preflight from an allowed origin.
-    let response = app.request(
+    let response = app.api().request(
         "OPTIONS",
         "/api/auth/login",
         &[
@@ -225,7 +231,7 @@ fn cors_and_origin_rules() {
     assert_security_headers(&response);
 
     // Preflight from anywhere else.
-    let response = app.request(
+    let response = app.api().request(
         "OPTIONS",
         "/api/auth/login",
         &[
@@ -238,7 +244,7 @@ fn cors_and_origin_rules() {
     assert_eq!(response.header("access-control-allow-origin"), None);
 
     // Simple requests: CORS headers only for listed origins.
-    let response = app.get("/livez", &[("Origin", allowed)]);
+    let response = app.api().get("/livez", &[("Origin", allowed)]);
     assert_eq!(
         response.header("access-control-allow-origin"),
         Some(allowed)
@@ -247,13 +253,15 @@ fn cors_and_origin_rules() {
         .headers_named("vary")
         .iter()
         .any(|v| v.contains("Origin")));
-    let response = app.get("/livez", &[("Origin", "https://evil.example")]);
+    let response = app
+        .api()
+        .get("/livez", &[("Origin", "https://evil.example")]);
     response.expect(200);
     assert_eq!(response.header("access-control-allow-origin"), None);
 
     // An unsafe request from a foreign origin is refused whatever its credentials.
     let body = json!({"email": "a@example.com", "password": "long enough"});
-    let response = app.post_json(
+    let response = app.api().post_json(
         "/api/auth/register",
         &[("Origin", "https://evil.example")],
         &body,
@@ -262,13 +270,16 @@ fn cors_and_origin_rules() {
     assert_eq!(response.error_code(), "origin_not_allowed");
     assert_eq!(db.psql("SELECT count(*) FROM users"), "0");
     // From a listed origin it goes through.
-    app.post_json(
-        "/api/auth/register",
-        &[("Origin", "http://localhost:5173")],
-        &body,
-    )
-    .expect(201);
-    let response = app.post_json("/api/auth/login", &[("Origin", allowed)], &body);
+    app.api()
+        .post_json(
+            "/api/auth/register",
+            &[("Origin", "http://localhost:5173")],
+            &body,
+        )
+        .expect(201);
+    let response = app
+        .api()
+        .post_json("/api/auth/login", &[("Origin", allowed)], &body);
     response.expect(200);
     let cookie = response
         .header("set-cookie")
@@ -278,20 +289,21 @@ fn cors_and_origin_rules() {
         .unwrap()
         .to_string();
     // Cookie + listed origin may log out.
-    app.request(
-        "POST",
-        "/api/auth/logout",
-        &[("Cookie", &cookie), ("Origin", allowed)],
-        None,
-    )
-    .expect(204);
+    app.api()
+        .request(
+            "POST",
+            "/api/auth/logout",
+            &[("Cookie", &cookie), ("Origin", allowed)],
+            None,
+        )
+        .expect(204);
 }
 
 #[test]
 fn openapi_document_matches_the_served_routes() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
-    let response = app.get("/api/openapi.json", &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
+    let response = app.api().get("/api/openapi.json", &[]);
     response.expect(200);
     assert_eq!(response.header("content-type"), Some("application/json"));
     let doc = response.json();
@@ -311,7 +323,9 @@ fn openapi_document_matches_the_served_routes() {
             );
             documented.insert((method.to_uppercase(), path.clone()));
             let concrete = path.replace("{id}", "00000000-0000-4000-8000-000000000000");
-            let response = app.request(&method.to_uppercase(), &concrete, &[], None);
+            let response = app
+                .api()
+                .request(&method.to_uppercase(), &concrete, &[], None);
             assert!(
                 response.status != 404 && response.status != 405,
                 "{method} {path}: {} {}",

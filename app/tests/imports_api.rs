@@ -301,7 +301,7 @@ fn bad_requests_name_what_is_wrong() {
     let response = env.post_raw("/api/import/toggl", json, &body);
     assert_eq!(response.json(), counts(8_000, 0, 0));
 
-    let anonymous = env.app.request(
+    let anonymous = env.app.api().request(
         "POST",
         "/api/import/toggl",
         &[("Content-Type", json)],
@@ -417,6 +417,9 @@ fn imports_belong_to_the_caller() {
     );
     assert_eq!(response.json(), counts(6, 0, 0));
     assert_eq!(env.row_count(), 12);
-    let bobs = env.app.get("/api/entries", &[("Authorization", &bob)]);
+    let bobs = env
+        .app
+        .api()
+        .get("/api/entries", &[("Authorization", &bob)]);
     assert_eq!(bobs.json()["entries"].as_array().unwrap().len(), 6);
 }

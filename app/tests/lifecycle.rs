@@ -4,27 +4,20 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use support::{read_response, App, Db};
+use support::{migrated_db, start_app};
+use testkit::http::{connect, read_response};
+use testkit::{Launch, Running};
 
+/// Runs the app with `env` alone: its exit code and stderr.
 fn run_with_env(env: &[(&str, &str)]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
-    command.env_clear();
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the app");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let done = Launch::new(testkit::bin_path("app"))
+        .envs(env)
+        .run(Duration::from_secs(10));
+    (done.code, done.stderr)
 }
 
 #[test]
@@ -67,23 +60,21 @@ fn configuration_errors_exit_78_naming_the_setting() {
 /// at start, not watched forever for a drain that never comes.
 #[test]
 fn a_drain_fd_that_is_not_a_pipe_is_a_configuration_error() {
-    let output = Command::new("sh")
-        .args([
+    let app = testkit::bin_path("app");
+    let done = Launch::new("sh")
+        .args(&[
             "-c",
             "exec 5</dev/null; exec \"$0\"",
-            env!("CARGO_BIN_EXE_app"),
+            &app.to_string_lossy(),
         ])
-        .env_clear()
         .env(
             "DATABASE_URL",
             "postgres://u:p@127.0.0.1:1/db?sslmode=disable",
         )
         .env("DRAIN_FD", "5")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the app");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
+        .run(Duration::from_secs(10));
+    let stderr = done.stderr;
+    assert_eq!(done.code, 78, "{stderr}");
     assert!(
         stderr.contains("DRAIN_FD") && stderr.contains("not a pipe"),
         "{stderr}"
@@ -94,14 +85,14 @@ fn a_drain_fd_that_is_not_a_pipe_is_a_configuration_error() {
 /// service writes nothing for them, while other requests are still logged.
 #[test]
 fn health_checks_are_not_logged_at_info() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[("RUST_LOG", "info")]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[("RUST_LOG", "info")]);
     for _ in 0..5 {
-        app.get("/livez", &[]).expect(200);
-        app.get("/health", &[]).expect(200);
+        app.api().get("/livez", &[]).expect(200);
+        app.api().get("/health", &[]).expect(200);
     }
-    app.get("/api/openapi.json", &[]).expect(200);
-    app.wait_for_log("/api/openapi.json", Duration::from_secs(5));
+    app.api().get("/api/openapi.json", &[]).expect(200);
+    app.wait_log("/api/openapi.json", Duration::from_secs(5));
     let log = app.log();
     assert!(!log.contains("/livez"), "{log}");
     assert!(!log.contains("/health"), "{log}");
@@ -109,35 +100,36 @@ fn health_checks_are_not_logged_at_info() {
 
 #[test]
 fn health_follows_the_database_and_livez_does_not() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[]);
-    let health = app.get("/health", &[]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[]);
+    let health = app.api().get("/health", &[]);
     health.expect(200);
     let body = health.json();
     assert_eq!(body["status"], "healthy");
     let timestamp = body["timestamp"].as_str().unwrap();
     time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 timestamp");
-    let livez = app.get("/livez", &[]);
+    let livez = app.api().get("/livez", &[]);
     livez.expect(200);
     assert_eq!(livez.text(), "ok");
-    app.post_json(
-        "/api/auth/register",
-        &[],
-        &json!({"email": "ada@example.com", "password": "long enough"}),
-    )
-    .expect(201);
+    app.api()
+        .post_json(
+            "/api/auth/register",
+            &[],
+            &json!({"email": "ada@example.com", "password": "long enough"}),
+        )
+        .expect(201);
 
     // The database goes away: /health and database-backed routes answer 503, /livez stays 200.
     db.cluster.stop();
-    let health = app.get("/health", &[]);
+    let health = app.api().get("/health", &[]);
     health.expect(503);
     assert_eq!(
         health.json(),
         json!({"status": "unhealthy", "error": "Database connection failed"})
     );
-    app.get("/livez", &[]).expect(200);
-    let login = app.post_json(
+    app.api().get("/livez", &[]).expect(200);
+    let login = app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "ada@example.com", "password": "long enough"}),
@@ -145,7 +137,7 @@ fn health_follows_the_database_and_livez_does_not() {
     login.expect(503);
     assert_eq!(login.error_code(), "database_unavailable");
     assert!(login.header("retry-after").is_some());
-    let me = app.get(
+    let me = app.api().get(
         "/api/auth/me",
         &[("Authorization", &format!("Bearer {}", "a".repeat(64)))],
     );
@@ -154,9 +146,9 @@ fn health_follows_the_database_and_livez_does_not() {
     // It comes back: so does the app, without a restart.
     db.cluster.restart();
     testkit::wait_for("/health to recover", Duration::from_secs(20), || {
-        (app.get("/health", &[]).status == 200).then_some(())
+        (app.api().get("/health", &[]).status == 200).then_some(())
     });
-    let login = app.post_json(
+    let login = app.api().post_json(
         "/api/auth/login",
         &[],
         &json!({"email": "ada@example.com", "password": "long enough"}),
@@ -169,30 +161,23 @@ fn health_follows_the_database_and_livez_does_not() {
 fn starts_without_the_database() {
     let port = testkit::free_port();
     let url = format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db?sslmode=disable");
-    let app = App::start(&url, &[]);
-    app.get("/livez", &[]).expect(200);
-    app.get("/health", &[]).expect(503);
-    app.post_json(
-        "/api/auth/register",
-        &[],
-        &json!({"email": "ada@example.com", "password": "long enough"}),
-    )
-    .expect(503);
+    let app = start_app(&url, &[]);
+    app.api().get("/livez", &[]).expect(200);
+    app.api().get("/health", &[]).expect(503);
+    app.api()
+        .post_json(
+            "/api/auth/register",
+            &[],
+            &json!({"email": "ada@example.com", "password": "long enough"}),
+        )
+        .expect(503);
     assert!(!app.log().contains("s3cret-pw"), "{}", app.log());
-}
-
-/// A raw connection to the app whose reads give up after `read_timeout`, so that a test never
-/// hangs on a server that does not answer.
-fn connect(port: u16, read_timeout: Duration) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(read_timeout)).unwrap();
-    stream
 }
 
 /// Sends a request head with `Expect: 100-continue` and waits for the server's interim
 /// answer, which proves the handler is running and waiting for the body.
-fn start_in_flight_login(port: u16, body_len: usize) -> TcpStream {
-    let mut stream = connect(port, Duration::from_secs(30));
+fn start_in_flight_login(app: &Running, body_len: usize) -> TcpStream {
+    let mut stream = connect(app.api().addr(), Duration::from_secs(30)).unwrap();
     write!(
         stream,
         "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -211,39 +196,33 @@ fn start_in_flight_login(port: u16, body_len: usize) -> TcpStream {
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
-    let db = Db::start();
-    let mut app = App::start(&db.url(), &[]);
+    let db = migrated_db();
+    let mut app = start_app(&db.url(), &[]);
     let body = json!({"email": "ada@example.com", "password": "long enough"}).to_string();
-    let mut stream = start_in_flight_login(app.port, body.len());
+    let mut stream = start_in_flight_login(&app, body.len());
 
     app.signal(Signal::SIGTERM);
-    app.wait_for_log("shutdown requested", Duration::from_secs(10));
+    app.wait_log("shutdown requested", Duration::from_secs(10));
     // No new connections once shutting down.
     testkit::wait_for("the listener to close", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", app.port))
-            .is_err()
-            .then_some(())
+        TcpStream::connect(app.api().addr()).is_err().then_some(())
     });
 
     // The request in flight still gets its answer.
     stream.write_all(body.as_bytes()).unwrap();
     let response = read_response(&mut stream).unwrap();
     response.expect(401);
-    let status = app.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0), "{}", app.log());
+    app.wait_exit(Duration::from_secs(10)).assert_code(0);
 }
 
 #[test]
 fn shutdown_is_bounded_by_shutdown_timeout() {
-    let db = Db::start();
-    let mut app = App::start(&db.url(), &[("SHUTDOWN_TIMEOUT", "1s")]);
+    let db = migrated_db();
+    let mut app = start_app(&db.url(), &[("SHUTDOWN_TIMEOUT", "1s")]);
     // A request whose body never comes.
-    let _stream = start_in_flight_login(app.port, 100);
-    let started = Instant::now();
-    app.signal(Signal::SIGINT);
-    let status = app.wait_exit(Duration::from_secs(10));
-    let took = started.elapsed();
-    assert_eq!(status.code(), Some(0), "{}", app.log());
+    let _stream = start_in_flight_login(&app, 100);
+    let (done, took) = app.stop_with(Signal::SIGINT, Duration::from_secs(10));
+    done.assert_code(0);
     assert!(
         took >= Duration::from_millis(900),
         "waited for the request: {took:?}"
@@ -253,9 +232,9 @@ fn shutdown_is_bounded_by_shutdown_timeout() {
 
 #[test]
 fn header_read_timeout_closes_slow_clients() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[("HEADER_READ_TIMEOUT", "1s")]);
-    let mut stream = connect(app.port, Duration::from_secs(15));
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[("HEADER_READ_TIMEOUT", "1s")]);
+    let mut stream = connect(app.api().addr(), Duration::from_secs(15)).unwrap();
     let started = Instant::now();
     // An unfinished head, never completed.
     stream
@@ -273,20 +252,20 @@ fn header_read_timeout_closes_slow_clients() {
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     // Other clients are served meanwhile and after.
-    app.get("/livez", &[]).expect(200);
+    app.api().get("/livez", &[]).expect(200);
 }
 
 #[test]
 fn password_hashing_does_not_block_other_requests() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[("HASH_CONCURRENCY", "1")]);
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[("HASH_CONCURRENCY", "1")]);
     let in_flight = || db.psql("SELECT count(*) FROM login_failures WHERE failed_at > now()");
     std::thread::scope(|scope| {
         let storm: Vec<_> = (0..4)
             .map(|i| {
                 let app = &app;
                 scope.spawn(move || {
-                    app.post_json(
+                    app.api().post_json(
                         "/api/auth/login",
                         &[],
                         &json!({"email": format!("user{i}@example.com"), "password": "long enough"}),
@@ -300,12 +279,13 @@ fn password_hashing_does_not_block_other_requests() {
             (db.psql("SELECT count(*) FROM login_failures") == "4").then_some(())
         });
         let started = Instant::now();
-        app.get("/livez", &[]).expect(200);
-        app.get(
-            "/api/auth/me",
-            &[("Authorization", &format!("Bearer {}", "a".repeat(64)))],
-        )
-        .expect(401);
+        app.api().get("/livez", &[]).expect(200);
+        app.api()
+            .get(
+                "/api/auth/me",
+                &[("Authorization", &format!("Bearer {}", "a".repeat(64)))],
+            )
+            .expect(401);
         let took = started.elapsed();
         // Measured while the hashes were still queued behind one slot.
         assert_ne!(in_flight(), "0", "the storm outlasted the measurement");
@@ -323,9 +303,9 @@ fn password_hashing_does_not_block_other_requests() {
 
 #[test]
 fn body_read_timeout_answers_408() {
-    let db = Db::start();
-    let app = App::start(&db.url(), &[("BODY_READ_TIMEOUT", "1s")]);
-    let mut stream = connect(app.port, Duration::from_secs(15));
+    let db = migrated_db();
+    let app = start_app(&db.url(), &[("BODY_READ_TIMEOUT", "1s")]);
+    let mut stream = connect(app.api().addr(), Duration::from_secs(15)).unwrap();
     let started = Instant::now();
     // A body that stops after 10 of its 100 bytes.
     stream

@@ -8,16 +8,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{login, register, App, Db};
-use testkit::{PgBouncer, PoolMode};
+use support::{login, migrated_db, register, start_app};
+use testkit::{Database, PgBouncer, PoolMode, Running};
 
 const PASSWORD: &str = "correct horse battery";
 
 /// The app behind a session-pooling PgBouncer, with a user logged in.
 struct Behind {
-    db: Db,
+    db: Database,
     _bouncer: PgBouncer,
-    app: App,
+    app: Running,
     auth: String,
 }
 
@@ -30,9 +30,9 @@ impl Behind {
             );
             return None;
         }
-        let db = Db::start();
+        let db = migrated_db();
         let bouncer = PgBouncer::start(&db.cluster, PoolMode::Session);
-        let app = App::start(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
+        let app = start_app(&bouncer.url(&db.name), &[("DB_TIMEOUT", "1500ms")]);
         register(&app, "ada@example.com", PASSWORD).expect(201);
         let (token, _) = login(&app, "ada@example.com", PASSWORD);
         Some(Behind {
@@ -44,7 +44,7 @@ impl Behind {
     }
 
     fn create_entry(&self) -> String {
-        let created = self.app.post_json(
+        let created = self.app.api().post_json(
             "/api/entries",
             &[("Authorization", self.auth.as_str())],
             &json!({"source": "manual", "externalId": "e1", "date": "2024-03-01T09:00:00Z",
@@ -65,18 +65,18 @@ fn every_kind_of_request_works_through_pgbouncer() {
     let id = behind.create_entry();
     let Behind { app, auth, .. } = &behind;
     let headers = [("Authorization", auth.as_str())];
-    app.get("/api/auth/me", &headers).expect(200);
+    app.api().get("/api/auth/me", &headers).expect(200);
 
     let toggl = json!([{"id": 1, "start": "2024-03-01T10:00:00Z", "duration": 3600,
                         "description": "imported", "project_id": null}]);
-    let imported = app.post_json("/api/import/toggl", &headers, &toggl);
+    let imported = app.api().post_json("/api/import/toggl", &headers, &toggl);
     imported.expect(200);
     assert_eq!(imported.json()["inserted"], 1, "{}", imported.text());
     // Idempotent through the pooler too.
-    let again = app.post_json("/api/import/toggl", &headers, &toggl);
+    let again = app.api().post_json("/api/import/toggl", &headers, &toggl);
     assert_eq!(again.expect(200).json()["unchanged"], 1, "{}", again.text());
 
-    let listed = app.get("/api/entries?limit=10", &headers);
+    let listed = app.api().get("/api/entries?limit=10", &headers);
     assert_eq!(
         listed.expect(200).json()["entries"]
             .as_array()
@@ -84,7 +84,7 @@ fn every_kind_of_request_works_through_pgbouncer() {
             .len(),
         2
     );
-    let summary = app.get(
+    let summary = app.api().get(
         "/api/summary?from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z&group_by=day",
         &headers,
     );
@@ -94,17 +94,18 @@ fn every_kind_of_request_works_through_pgbouncer() {
         "{}",
         summary.text()
     );
-    app.request("DELETE", &format!("/api/entries/{id}"), &headers, None)
+    app.api()
+        .request("DELETE", &format!("/api/entries/{id}"), &headers, None)
         .expect(204);
 
-    let changed = app.post_json(
+    let changed = app.api().post_json(
         "/api/auth/password",
         &headers,
         &json!({"currentPassword": PASSWORD, "newPassword": "another horse battery"}),
     );
     changed.expect(204);
-    app.get("/api/auth/me", &headers).expect(401);
-    app.get("/health", &[]).expect(200);
+    app.api().get("/api/auth/me", &headers).expect(401);
+    app.api().get("/health", &[]).expect(200);
 }
 
 /// A statement blocked on a lock gets its 503 at the deadline, and the server gives it up as well: the
@@ -126,7 +127,7 @@ fn the_servers_statement_timeout_applies_through_pgbouncer() {
     sql.batch("BEGIN");
     sql.execute("SELECT 1 FROM time_entries FOR UPDATE", &[]);
     let started = Instant::now();
-    let patched = app.request(
+    let patched = app.api().request(
         "PATCH",
         &format!("/api/entries/{id}"),
         &[

@@ -32,6 +32,7 @@ fn days_follow_the_time_zone_across_midnight_and_dst() {
     // Someone else's hours never count.
     let bob = new_user(&env.app, "bob@example.com");
     env.app
+        .api()
         .post_json(
             "/api/entries",
             &[("Authorization", &bob)],
@@ -112,5 +113,5 @@ fn every_bad_summary_parameter_is_a_400_naming_it() {
         assert_eq!(response.status, 400, "{query}: {}", response.text());
         assert_bad_parameter(&response, name);
     }
-    env.app.get("/api/summary", &[]).expect(401);
+    env.app.api().get("/api/summary", &[]).expect(401);
 }

@@ -207,7 +207,7 @@ impl Launch {
             started,
             stdout,
             stderr,
-            exit,
+            exit: Mutex::new(exit),
             exited: None,
         }
     }
@@ -354,9 +354,13 @@ pub struct Running {
     pub started: Instant,
     pub stdout: Output,
     pub stderr: Output,
-    exit: Receiver<(ExitStatus, Instant, SystemTime)>,
+    /// In a mutex so that a running process can be shared between threads.
+    exit: Mutex<Receiver<Exit>>,
     exited: Option<Finished>,
 }
+
+/// The exit status, and when it came on both clocks.
+type Exit = (ExitStatus, Instant, SystemTime);
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -470,7 +474,8 @@ impl Running {
         if let Some(done) = &self.exited {
             return done.clone();
         }
-        match self.exit.recv_timeout(timeout) {
+        let received = self.receive_exit(timeout);
+        match received {
             Ok((status, at, at_wall)) => self.finish(status, at, at_wall),
             Err(RecvTimeoutError::Timeout) => panic!(
                 "{} did not exit within {timeout:?}\n--- stdout\n{}--- stderr\n{}",
@@ -487,13 +492,20 @@ impl Running {
         if self.exited.is_some() {
             return false;
         }
-        match self.exit.recv_timeout(grace) {
+        match self.receive_exit(grace) {
             Ok((status, at, at_wall)) => {
                 self.finish(status, at, at_wall);
                 false
             }
             Err(_) => true,
         }
+    }
+
+    fn receive_exit(&self, timeout: Duration) -> Result<Exit, RecvTimeoutError> {
+        self.exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv_timeout(timeout)
     }
 
     fn finish(&mut self, status: ExitStatus, at: Instant, at_wall: SystemTime) -> Finished {
@@ -584,6 +596,6 @@ impl Drop for Running {
         for p in self.in_session() {
             let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
-        let _ = self.exit.recv_timeout(Duration::from_secs(5));
+        let _ = self.receive_exit(Duration::from_secs(5));
     }
 }

@@ -4,22 +4,24 @@
 
 use serde_json::Value;
 
-use crate::support::{login, register, App, Db, Response};
+use testkit::{Database, Response, Running};
+
+use crate::support::{login, migrated_db, register, start_app};
 
 pub const PASSWORD: &str = "correct horse battery";
 
 /// A database, one app process and a first user.
 pub struct Env {
-    pub db: Db,
-    pub app: App,
+    pub db: Database,
+    pub app: Running,
     /// `Authorization` value of the first user.
     pub auth: String,
 }
 
 impl Env {
     pub fn start() -> Env {
-        let db = Db::start();
-        let app = App::start(
+        let db = migrated_db();
+        let app = start_app(
             &db.url(),
             &[("ALLOW_REGISTRATION", "true"), ("RUST_LOG", "info")],
         );
@@ -28,19 +30,20 @@ impl Env {
     }
 
     /// Another app process on the same database.
-    pub fn second_app(&self) -> App {
-        App::start(
+    pub fn second_app(&self) -> Running {
+        start_app(
             &self.db.url(),
             &[("ALLOW_REGISTRATION", "true"), ("RUST_LOG", "info")],
         )
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.app.get(path, &[("Authorization", &self.auth)])
+        self.app.api().get(path, &[("Authorization", &self.auth)])
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Response {
         self.app
+            .api()
             .post_json(path, &[("Authorization", &self.auth)], body)
     }
 
@@ -72,14 +75,20 @@ impl Env {
 }
 
 /// Registers `email` and returns its `Authorization` header value.
-pub fn new_user(app: &App, email: &str) -> String {
+pub fn new_user(app: &Running, email: &str) -> String {
     register(app, email, PASSWORD).expect(201);
     let (token, _) = login(app, email, PASSWORD);
     format!("Bearer {token}")
 }
 
-pub fn post_raw(app: &App, auth: &str, path: &str, content_type: &str, body: &[u8]) -> Response {
-    app.request(
+pub fn post_raw(
+    app: &Running,
+    auth: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response {
+    app.api().request(
         "POST",
         path,
         &[("Authorization", auth), ("Content-Type", content_type)],

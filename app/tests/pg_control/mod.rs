@@ -1,102 +1,11 @@
-//! Controlling the test's PostgreSQL from the outside: freezing every process of the cluster
-//! (SIGSTOP, as a hung host or a paused container), and a connection of the test's own for
-//! holding locks and watching what the app's backends wait for.
+//! A connection of the test's own to its PostgreSQL, for holding locks and watching what the app's
+//! backends wait for. (Freezing the whole cluster is testkit's `PgCluster::freeze`.)
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use testkit::PgCluster;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
-
-/// Every process of a cluster stopped with SIGSTOP; continued (SIGCONT) when dropped, so a
-/// failing test never leaves the server frozen.
-pub struct Freeze {
-    pids: Vec<Pid>,
-}
-
-impl Freeze {
-    /// Stops the postmaster first (so that it starts no new backend), then all its children.
-    pub fn cluster(cluster: &PgCluster) -> Freeze {
-        let postmaster = postmaster_pid(cluster);
-        kill(postmaster, Signal::SIGSTOP).expect("SIGSTOP to the postmaster");
-        let mut freeze = Freeze {
-            pids: vec![postmaster],
-        };
-        for child in children_of(postmaster) {
-            // A child may have exited since it was listed.
-            if kill(child, Signal::SIGSTOP).is_ok() {
-                freeze.pids.push(child);
-            }
-        }
-        assert!(
-            freeze.pids.len() > 1,
-            "the postmaster has no children to stop"
-        );
-        freeze
-    }
-
-    /// How many processes are stopped.
-    pub fn processes(&self) -> usize {
-        self.pids.len()
-    }
-
-    /// Continues every stopped process.
-    pub fn thaw(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Freeze {
-    fn drop(&mut self) {
-        for pid in self.pids.drain(..) {
-            let _ = kill(pid, Signal::SIGCONT);
-        }
-    }
-}
-
-/// The postmaster's pid: the first line of `postmaster.pid`.
-pub fn postmaster_pid(cluster: &PgCluster) -> Pid {
-    let content = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid"))
-        .expect("reading postmaster.pid");
-    let pid: i32 = content
-        .lines()
-        .next()
-        .and_then(|line| line.trim().parse().ok())
-        .expect("a pid on the first line of postmaster.pid");
-    Pid::from_raw(pid)
-}
-
-/// Processes whose parent is `parent` (from /proc/PID/stat).
-fn children_of(parent: Pid) -> Vec<Pid> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("listing /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": the name may contain spaces, so split after its ')'.
-        let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let ppid = after_name
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent.as_raw()) {
-            children.push(Pid::from_raw(pid));
-        }
-    }
-    children
-}
 
 /// A blocking connection of the test's own (tokio-postgres on a private runtime).
 pub struct Sql {
