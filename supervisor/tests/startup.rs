@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -131,7 +130,7 @@ fn other_signals_during_start_up_do_not_stop_it() {
 /// A psql session holding the migration lock; its server session is ended on drop (killing psql alone would
 /// leave the backend asleep, holding the lock).
 struct HeldLock<'a> {
-    psql: Child,
+    _psql: Running,
     db: &'a Database,
 }
 
@@ -139,27 +138,16 @@ const HOLDER: &str = "migration-lock-holder";
 
 impl<'a> HeldLock<'a> {
     fn take(db: &'a Database) -> HeldLock<'a> {
-        let psql = Command::new("psql")
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
-            .arg("-p")
-            .arg(db.cluster.port().to_string())
-            .arg("-d")
-            .arg(&db.name)
-            .arg("-c")
-            .arg(format!(
-                "SELECT pg_advisory_lock({})",
-                supervisor::migrate::LOCK_KEY
-            ))
-            .arg("-c")
-            .arg("SELECT pg_sleep(60)")
+        let port = db.cluster.port().to_string();
+        let lock = format!("SELECT pg_advisory_lock({})", supervisor::migrate::LOCK_KEY);
+        let psql = Launch::new("psql")
+            .args(&["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(&["-p", &port, "-d", &db.name])
+            .args(&["-c", &lock, "-c", "SELECT pg_sleep(60)"])
             .env("PGPASSWORD", db.cluster.password())
             .env("PGAPPNAME", HOLDER)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("running psql");
-        let held = HeldLock { psql, db };
+            .spawn();
+        let held = HeldLock { _psql: psql, db };
         testkit::wait_for(
             "psql to hold the migration lock",
             Duration::from_secs(10),
@@ -179,24 +167,23 @@ impl<'a> HeldLock<'a> {
 }
 
 impl Drop for HeldLock<'_> {
+    /// Ends the server session; psql itself is killed when its field is dropped.
     fn drop(&mut self) {
         self.db.psql(&format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE application_name = '{HOLDER}' AND datname = current_database()"
+             WHERE application_name = '{HOLDER}' AND datname = current_database()"
         ));
-        let _ = self.psql.kill();
-        let _ = self.psql.wait();
     }
 }
 
 fn advisory_locks(db: &Database, granted: bool) -> usize {
     db.psql(&format!(
-                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                 WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.granted = {granted}"
-            ),
-        )
-        .parse()
-        .expect("a count")
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+         WHERE l.locktype = 'advisory' AND d.datname = current_database() \
+           AND l.granted = {granted}"
+    ))
+    .parse()
+    .expect("a count")
 }
 
 fn stop_while_migrating(signal: Signal, code: i32) {
@@ -381,13 +368,12 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
     );
 
     // So does the probe operators read.
-    let probe = Command::new(testkit::bin_path("probe"))
+    let probe = Launch::new(testkit::bin_path("probe"))
         .arg("--verbose")
-        .env("HEALTH_ADDR", health.addr().to_string())
-        .output()
-        .expect("running the probe");
-    let table = String::from_utf8_lossy(&probe.stdout);
-    assert_eq!(probe.status.code(), Some(1), "{table}");
+        .env("HEALTH_ADDR", &health.addr().to_string())
+        .run(Duration::from_secs(10));
+    let table = probe.stdout;
+    assert_eq!(probe.code, 1, "{table}");
     assert!(
         table.contains(&format!(
             "waiting for migration lock: held by pid {holder_pid} (\"{HOLDER}\""
@@ -408,10 +394,7 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
     ] {
         assert!(last.contains(needed), "{needed} missing from: {last}");
     }
-    assert!(
-        !scratch.exists("started"),
-        "the child ran without migrations"
-    );
+    assert!(!scratch.started(), "the child ran without migrations");
     // The wait was logged at least every 5 s, each time naming the holder.
     let logged = done
         .stderr
