@@ -11,7 +11,6 @@
 //! (`pg_locks` and `pg_stat_activity`), tells the health listener, logs it every few seconds, and gives up after
 //! MIGRATION_LOCK_WAIT.
 
-use std::fmt;
 use std::time::Duration;
 
 use common::db::DbConfig;
@@ -26,7 +25,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
 use crate::exit::Exit;
-use crate::state::{LockWait, State};
+use crate::state::{LockHolder, LockWait, State};
 
 refinery::embed_migrations!("../migrations");
 
@@ -53,37 +52,6 @@ const TRANSACTION_SETTINGS: &str = "SELECT set_config(name, setting, true) \
                   ('client_connection_check_interval', '5s'), \
                   ('idle_in_transaction_session_timeout', '30s')) AS wanted(name, setting) \
      WHERE name IN (SELECT name FROM pg_settings)";
-
-/// The session holding the migration lock, as `pg_locks` and `pg_stat_activity` describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    pub pid: i32,
-    /// Empty when the session set none, `None` when this role may not see it.
-    pub application_name: Option<String>,
-    /// `address:port`, or `None` for a local socket or when this role may not see it.
-    pub client: Option<String>,
-    /// The age of the holder's transaction (its session's, for a session-level lock).
-    pub held_for: Option<Duration>,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} (", self.pid)?;
-        match self.application_name.as_deref() {
-            Some("") => f.write_str("no application_name")?,
-            Some(name) => write!(f, "{name:?}")?,
-            None => f.write_str("application_name hidden")?,
-        }
-        match &self.client {
-            Some(client) => write!(f, " from {client}")?,
-            None => f.write_str(" from a local socket or hidden address")?,
-        }
-        if let Some(held_for) = self.held_for {
-            write!(f, ", for {}s", held_for.as_secs())?;
-        }
-        f.write_str(")")
-    }
-}
 
 /// Connects to PostgreSQL, retrying with backoff (100 ms doubling to 2 s) until `wait` has passed.
 pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, Exit> {

@@ -2,10 +2,9 @@
 //!
 //! The lifecycle writes it; the health listener only reads it.
 
+use std::fmt;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
-
-use crate::migrate::LockHolder;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The supervisor's lifecycle phase, as the health listener reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +36,37 @@ pub struct ChildInfo {
     pub pid: i32,
     pub started: Instant,
     pub started_at: SystemTime,
+}
+
+/// The session holding the migration lock, as `pg_locks` and `pg_stat_activity` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: i32,
+    /// Empty when the session set none, `None` when this role may not see it.
+    pub application_name: Option<String>,
+    /// `address:port`, or `None` for a local socket or when this role may not see it.
+    pub client: Option<String>,
+    /// The age of the holder's transaction (its session's, for a session-level lock).
+    pub held_for: Option<Duration>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} (", self.pid)?;
+        match self.application_name.as_deref() {
+            Some("") => f.write_str("no application_name")?,
+            Some(name) => write!(f, "{name:?}")?,
+            None => f.write_str("application_name hidden")?,
+        }
+        match &self.client {
+            Some(client) => write!(f, " from {client}")?,
+            None => f.write_str(" from a local socket or hidden address")?,
+        }
+        if let Some(held_for) = self.held_for {
+            write!(f, ", for {}s", held_for.as_secs())?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// Start-up is waiting for the migration lock that another session holds.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use common::migrations::{migrate_at_once, PsqlSession};
 use common::{migration_count, refused_url, touch_started, traps, Scratch};
 use testkit::{Database, Launch, PgCluster, Running};
 
@@ -127,10 +128,9 @@ fn other_signals_during_start_up_do_not_stop_it() {
     done.assert_code(42);
 }
 
-/// A psql session holding the migration lock; its server session is ended on drop (killing psql alone would
-/// leave the backend asleep, holding the lock).
+/// A psql session holding the migration lock.
 struct HeldLock<'a> {
-    _psql: Running,
+    session: PsqlSession<'a>,
     db: &'a Database,
 }
 
@@ -138,22 +138,20 @@ const HOLDER: &str = "migration-lock-holder";
 
 impl<'a> HeldLock<'a> {
     fn take(db: &'a Database) -> HeldLock<'a> {
-        let port = db.cluster.port().to_string();
-        let lock = format!("SELECT pg_advisory_lock({})", supervisor::migrate::LOCK_KEY);
-        let psql = Launch::new("psql")
-            .args(&["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
-            .args(&["-p", &port, "-d", &db.name])
-            .args(&["-c", &lock, "-c", "SELECT pg_sleep(60)"])
-            .env("PGPASSWORD", db.cluster.password())
-            .env("PGAPPNAME", HOLDER)
-            .spawn();
-        let held = HeldLock { _psql: psql, db };
+        let session = PsqlSession::start(
+            db,
+            HOLDER,
+            &[
+                &format!("SELECT pg_advisory_lock({})", supervisor::migrate::LOCK_KEY),
+                "SELECT pg_sleep(60)",
+            ],
+        );
         testkit::wait_for(
             "psql to hold the migration lock",
             Duration::from_secs(10),
             || (advisory_locks(db, true) == 1).then_some(()),
         );
-        held
+        HeldLock { session, db }
     }
 
     /// Waits until another session (the supervisor) waits for the lock.
@@ -163,16 +161,6 @@ impl<'a> HeldLock<'a> {
             Duration::from_secs(10),
             || (advisory_locks(self.db, false) >= 1).then_some(()),
         );
-    }
-}
-
-impl Drop for HeldLock<'_> {
-    /// Ends the server session; psql itself is killed when its field is dropped.
-    fn drop(&mut self) {
-        self.db.psql(&format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = '{HOLDER}' AND datname = current_database()"
-        ));
     }
 }
 
@@ -261,21 +249,7 @@ fn replicas_migrating_at_once_apply_each_migration_once() {
     let cluster = PgCluster::shared();
     for replicas in [3, 8] {
         let db = Database::in_cluster(&cluster);
-        let url = db.url();
-        let mut running: Vec<_> = (0..replicas)
-            .map(|_| Launch::supervisor_migrate(&url).spawn())
-            .collect();
-        for replica in &mut running {
-            let done = replica.wait_exit(Duration::from_secs(60));
-            done.assert_code(0);
-            done.assert_no_secret(db.cluster.password());
-        }
-        let count = migration_count();
-        assert_eq!(
-            db.psql("SELECT count(*), count(DISTINCT version) FROM refinery_schema_history"),
-            format!("{count}|{count}"),
-            "{replicas} replicas"
-        );
+        migrate_at_once(&db, &db.url(), replicas);
     }
 }
 
@@ -333,9 +307,7 @@ fn migrate_stops_on_sigterm_while_waiting_and_while_locked_out() {
 fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock_wait() {
     let db = Database::shared();
     let lock = HeldLock::take(&db);
-    let holder_pid = db.psql(&format!(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = '{HOLDER}'"
-    ));
+    let holder_pid = lock.session.backend_pid();
     let scratch = Scratch::new();
     let mut waiting = touch_started(&db.url(), &scratch)
         .env("MIGRATION_LOCK_WAIT", "7s")

@@ -365,7 +365,7 @@ mod tests {
         s.child = None;
         s.lock_wait = Some(crate::state::LockWait {
             since: Instant::now(),
-            holder: Some(crate::migrate::LockHolder {
+            holder: Some(crate::state::LockHolder {
                 pid: 4242,
                 application_name: Some("supervisor@web-1".into()),
                 client: Some("10.0.0.7:53122".into()),
