@@ -228,7 +228,7 @@ async fn start_up(
 ) -> Result<i64, Exit> {
     let work = async {
         let mut client = migrate::wait_for_database(&settings.db, settings.db_wait).await?;
-        migrate::migrate(&mut client, settings.lock_wait, state).await
+        migrate::migrate(&mut client, &migrate::embedded(), settings.lock_wait, state).await
     };
     match until_stopped(signals, work).await {
         Ok(Ok(version)) => {

@@ -87,9 +87,20 @@ pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, 
     }
 }
 
+/// The migrations this build embeds, in version order.
+pub fn embedded() -> Vec<Migration> {
+    migrations::runner().get_migrations().clone()
+}
+
 /// Takes the migration lock (waiting at most `lock_wait` for another session to release it, and telling `state`
-/// who holds it meanwhile), applies every pending migration in the same transaction, and returns the schema version.
-pub async fn migrate(client: &mut Client, lock_wait: Duration, state: &State) -> Result<i64, Exit> {
+/// who holds it meanwhile), applies those of `migrations` still pending in the same transaction, and returns the
+/// schema version.
+pub async fn migrate(
+    client: &mut Client,
+    migrations: &[Migration],
+    lock_wait: Duration,
+    state: &State,
+) -> Result<i64, Exit> {
     let started = Instant::now();
     let give_up = started + lock_wait;
     let mut next_log = started;
@@ -104,7 +115,7 @@ pub async fn migrate(client: &mut Client, lock_wait: Duration, state: &State) ->
         match take_lock(&transaction, attempt).await {
             Ok(()) => {
                 state.set_lock_wait(None);
-                return run_locked(transaction).await;
+                return run_locked(transaction, migrations).await;
             }
             Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {}
             Err(err) => return Err(failed("cannot take the migration lock", &err)),
@@ -217,9 +228,9 @@ async fn lock_holder(client: &Client) -> Option<LockHolder> {
     })
 }
 
-async fn run_locked(transaction: Transaction<'_>) -> Result<i64, Exit> {
+async fn run_locked(transaction: Transaction<'_>, migrations: &[Migration]) -> Result<i64, Exit> {
     let mut locked = Locked(transaction);
-    let report = migrations::runner()
+    let report = refinery::Runner::new(migrations)
         .set_grouped(true)
         .set_abort_divergent(true)
         .set_abort_missing(true)
