@@ -1,12 +1,11 @@
 //! DbConfig::connect against real servers and fake ones, and the Reason each failure maps to.
 #![cfg(feature = "db")]
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::db::{classify, DbConfig, DbError};
 use common::health::Reason;
+use testkit::server::Blackhole;
 use testkit::PgCluster;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -162,26 +161,11 @@ async fn stopped_server_is_refused_and_recovers_after_restart() {
     client.simple_query("SELECT 1").await.unwrap();
 }
 
-/// A server that accepts connections and never says a word.
-fn blackhole() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        // Hold every connection open, reading whatever arrives, until the client gives up.
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut sink = [0u8; 1024];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test]
 async fn blackholed_server_times_out_within_the_deadline() {
-    let port = blackhole();
+    // A server that accepts connections and never says a word.
+    let blackhole = Blackhole::start();
+    let port = blackhole.addr().port();
     let deadline = Duration::from_millis(500);
     // prefer waits for the TLS answer; disable waits for the authentication request.
     for sslmode in ["prefer", "disable", "verify-full"] {
@@ -210,7 +194,9 @@ async fn blackholed_server_times_out_within_the_deadline() {
 
 #[tokio::test]
 async fn connect_timeout_parameter_bounds_the_whole_attempt() {
-    let port = blackhole();
+    // A server that accepts connections and never says a word.
+    let blackhole = Blackhole::start();
+    let port = blackhole.addr().port();
     let db_config = config(&format!(
         "postgres://u:p@127.0.0.1:{port}/db?sslmode=disable&connect_timeout=1"
     ));

@@ -1,33 +1,34 @@
 //! logging::init in a child process (it installs a process-wide subscriber): format, filter, bad settings.
 
-use std::process::Command;
+use std::time::Duration;
+
+use testkit::Launch;
 
 /// Set in the child: emit events after init and exit.
 const CHILD: &str = "COMMON_LOGGING_TEST_CHILD";
 
+/// Runs `logging_child` in a process of its own with these settings: whether it succeeded, and its stderr (which
+/// must be UTF-8).
 fn run_child(log_format: Option<&str>, rust_log: Option<&str>) -> (bool, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
+    let mut launch = Launch::new(std::env::current_exe().unwrap());
+    launch
+        .args(&[
             "--exact",
             "logging_child",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD, "1")
-        .env_remove("LOG_FORMAT")
-        .env_remove("RUST_LOG");
+        .env(CHILD, "1");
     if let Some(format) = log_format {
-        command.env("LOG_FORMAT", format);
+        launch.env("LOG_FORMAT", format);
     }
     if let Some(filter) = rust_log {
-        command.env("RUST_LOG", filter);
+        launch.env("RUST_LOG", filter);
     }
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    let mut running = launch.spawn();
+    let done = running.wait_exit(Duration::from_secs(60));
+    assert!(running.stderr.is_utf8(), "{}", done.stderr);
+    (done.code == 0, done.stderr)
 }
 
 /// The child's side: does nothing unless run by `run_child`.

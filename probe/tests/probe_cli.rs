@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::{fixture, raw_server, read_request_head, run_probe, Answer, HttpServer};
+use support::{fixture, run_probe};
+use testkit::server::{read_request_head, Answer, HttpServer, RawServer};
 
 fn url_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["--url", url];
@@ -239,10 +240,11 @@ fn refused_port_exits_1() {
 #[test]
 fn silent_listener_is_cut_off_at_the_2s_deadline() {
     // Accepts, reads the request, and never answers.
-    let addr = raw_server(|mut stream| {
+    let server = RawServer::start(|mut stream| {
         read_request_head(&mut stream);
         let _ = stream.read(&mut [0u8; 1]);
     });
+    let addr = server.addr();
     let run = run_probe(&[], &[("HEALTH_ADDR", &addr.to_string())]);
     assert_eq!(run.code, 1);
     assert_eq!(
@@ -298,7 +300,7 @@ fn ipv6_wildcard_means_ipv6_loopback() {
 #[test]
 fn trickling_server_cannot_stretch_the_deadline() {
     // One header byte every 50 ms: each read succeeds, only the total deadline can stop it.
-    let addr = raw_server(|mut stream| {
+    let server = RawServer::start(|mut stream| {
         read_request_head(&mut stream);
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
         for _ in 0..200 {
@@ -308,6 +310,7 @@ fn trickling_server_cannot_stretch_the_deadline() {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
+    let addr = server.addr();
     let url = format!("http://{addr}/health");
     let run = run_probe(&["--url", &url, "--timeout", "500ms"], &[]);
     assert_eq!(run.code, 1);
@@ -324,10 +327,11 @@ fn trickling_server_cannot_stretch_the_deadline() {
 
 #[test]
 fn garbage_answer_is_malformed() {
-    let addr = raw_server(|mut stream| {
+    let server = RawServer::start(|mut stream| {
         read_request_head(&mut stream);
         let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n\x1b]0;pwned\x07");
     });
+    let addr = server.addr();
     let run = run_probe(&["--url", &format!("http://{addr}/health")], &[]);
     assert_eq!(run.code, 1);
     assert!(
@@ -341,10 +345,11 @@ fn garbage_answer_is_malformed() {
 
 #[test]
 fn connection_closed_without_answer_exits_1() {
-    let addr = raw_server(|mut stream| {
+    let server = RawServer::start(|mut stream| {
         read_request_head(&mut stream);
         // Dropping the stream closes the connection without a byte.
     });
+    let addr = server.addr();
     let run = run_probe(&["--url", &format!("http://{addr}/health")], &[]);
     assert_eq!(run.code, 1);
     assert_eq!(
@@ -366,7 +371,7 @@ fn huge_bodies_are_refused_whatever_the_framing() {
     );
 
     // Chunked, and endless: the probe must stop reading at the cap, not at the server's whim.
-    let addr = raw_server(|mut stream| {
+    let server = RawServer::start(|mut stream| {
         read_request_head(&mut stream);
         let _ = stream.write_all(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/health+json\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -378,6 +383,7 @@ fn huge_bodies_are_refused_whatever_the_framing() {
             }
         }
     });
+    let addr = server.addr();
     let run = run_probe(&["--url", &format!("http://{addr}/health")], &[]);
     assert_eq!(run.code, 1);
     assert!(
@@ -390,7 +396,7 @@ fn huge_bodies_are_refused_whatever_the_framing() {
 #[test]
 fn chunked_document_over_a_raw_socket_is_read() {
     let document = fixture("health-pass.json");
-    let addr = raw_server(move |mut stream| {
+    let server = RawServer::start(move |mut stream| {
         read_request_head(&mut stream);
         let (a, b) = document.as_bytes().split_at(document.len() / 2);
         let mut answer =
@@ -406,6 +412,7 @@ fn chunked_document_over_a_raw_socket_is_read() {
         // Hold the connection open: the probe must finish from the framing alone.
         let _ = stream.read(&mut [0u8; 1]);
     });
+    let addr = server.addr();
     let run = run_probe(&["--url", &format!("http://{addr}/health")], &[]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.starts_with("pass: supervisor=pass"));

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use support::{fixture, probe_command, stdout_lines, wait_exit, Answer, HttpServer};
+use nix::sys::signal::Signal;
+use support::{fixture, probe};
+use testkit::server::{Answer, HttpServer};
 
 const LINE_WAIT: Duration = Duration::from_secs(10);
 
@@ -36,12 +36,9 @@ fn watch_until_signal(signal: Signal) {
         }
     });
 
-    let mut child = probe_command(&["--watch", "50ms", "--url", &server.url("/health")], &[])
-        .spawn()
-        .expect("spawning probe --watch");
-    let lines = stdout_lines(&mut child);
+    let mut watch = probe(&["--watch", "50ms", "--url", &server.url("/health")], &[]).spawn();
 
-    let first = lines.recv_timeout(LINE_WAIT).expect("first line");
+    let first = watch.stdout.wait_lines(1, LINE_WAIT).remove(0);
     assert!(is_timestamped(&first), "{first}");
     assert!(first[21..].starts_with("pass: supervisor=pass"), "{first}");
 
@@ -50,25 +47,26 @@ fn watch_until_signal(signal: Signal) {
     testkit::wait_for("five more polls", LINE_WAIT, || {
         (server.requests() >= 6).then_some(())
     });
-    assert!(
-        lines.try_recv().is_err(),
+    assert_eq!(
+        watch.stdout.lines().len(),
+        1,
         "a line was printed without a change of state"
     );
     assert!(polled.elapsed() < LINE_WAIT);
 
     healthy.store(false, Ordering::SeqCst);
-    let second = lines
-        .recv_timeout(LINE_WAIT)
-        .expect("line after the change");
+    // The line after the change.
+    let second = watch.stdout.wait_lines(2, LINE_WAIT).remove(1);
     assert!(is_timestamped(&second), "{second}");
     assert_eq!(&second[21..], "fail: postgres=fail(connection refused)");
 
     healthy.store(true, Ordering::SeqCst);
-    let third = lines.recv_timeout(LINE_WAIT).expect("line after recovery");
+    // The line after recovery.
+    let third = watch.stdout.wait_lines(3, LINE_WAIT).remove(2);
     assert!(third[21..].starts_with("pass: "), "{third}");
 
-    kill(Pid::from_raw(child.id() as i32), signal).expect("signalling probe");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+    let (done, _) = watch.stop_with(signal, Duration::from_secs(5));
+    done.assert_code(0);
 }
 
 #[test]
@@ -84,21 +82,18 @@ fn watch_stops_on_sigint() {
 #[test]
 fn watch_reports_an_unreachable_target_and_exits_0_when_interrupted() {
     let port = testkit::free_port();
-    let mut child = probe_command(
+    let mut watch = probe(
         &["--watch", "1h"],
         &[("HEALTH_ADDR", &format!("0.0.0.0:{port}"))],
     )
-    .spawn()
-    .expect("spawning probe --watch");
-    let lines = stdout_lines(&mut child);
-    let first = lines.recv_timeout(LINE_WAIT).expect("first line");
+    .spawn();
+    let first = watch.stdout.wait_lines(1, LINE_WAIT).remove(0);
     assert_eq!(
         &first[21..],
         format!("fail: cannot connect to 127.0.0.1:{port}: connection refused")
     );
     // Mid-interval (an hour long): the signal must end the wait at once.
-    let signalled = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
-    assert!(signalled.elapsed() < Duration::from_secs(1));
+    let (done, took) = watch.stop_with(Signal::SIGTERM, Duration::from_secs(5));
+    done.assert_code(0);
+    assert!(took < Duration::from_secs(1));
 }

@@ -6,61 +6,11 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use support::{run_probe, wait_exit, Run};
-use testkit::{PgCluster, TempDir};
-
-/// The supervisor with `sleep` as its child; SIGKILLed if the test fails before stopping it.
-struct Supervisor {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Supervisor {
-    fn start(database_url: &str, health_addr: &str, dir: &TempDir) -> Supervisor {
-        let log = dir.path().join("supervisor.log");
-        let child = Command::new(testkit::bin_path("supervisor"))
-            .args(["--", "/bin/sleep", "600"])
-            .env_clear()
-            .env("DATABASE_URL", database_url)
-            .env("HEALTH_ADDR", health_addr)
-            .env("CHILD_CHECK", "none")
-            .env("DB_WAIT", "30s")
-            .env("STOP_GRACE", "2s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("creating the supervisor log"))
-            .spawn()
-            .expect("spawning the supervisor");
-        Supervisor {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) -> i32 {
-        let mut child = self.child.take().expect("supervisor running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM to the supervisor");
-        wait_exit(&mut child, Duration::from_secs(10))
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use nix::sys::signal::Signal;
+use support::run_probe;
+use testkit::{Database, Finished, Launch};
 
 /// Runs the probe until `accept` holds (each run is bounded by the probe's own 2 s deadline); panics with the
 /// last answer after `within`.
@@ -69,8 +19,8 @@ fn probe_until(
     env: &[(&str, &str)],
     what: &str,
     within: Duration,
-    accept: impl Fn(&Run) -> bool,
-) -> Run {
+    accept: impl Fn(&Finished) -> bool,
+) -> Finished {
     let deadline = Instant::now() + within;
     loop {
         let run = run_probe(args, env);
@@ -89,16 +39,16 @@ fn probe_until(
 
 #[test]
 fn probe_follows_the_real_supervisor_and_database() {
-    let cluster = PgCluster::start();
-    let database = cluster.create_database();
-    let dir = TempDir::new("probe-supervisor");
-    let port = testkit::free_port();
+    let db = Database::start();
+    // The database is down at first: the supervisor waits for it, reporting `starting`.
+    db.cluster.stop();
+    let mut supervisor = Launch::supervisor_child(&db.url(), &["/bin/sleep", "600"])
+        .env("DB_WAIT", "30s")
+        .env("STOP_GRACE", "2s")
+        .spawn();
+    let port = supervisor.health().port();
     let health_addr = format!("0.0.0.0:{port}");
     let env = [("HEALTH_ADDR", health_addr.as_str())];
-    // The database is down at first: the supervisor waits for it, reporting `starting`.
-    cluster.stop();
-    let mut supervisor =
-        Supervisor::start(&cluster.url(&database), &format!("127.0.0.1:{port}"), &dir);
     let starting = probe_until(
         &[],
         &env,
@@ -117,7 +67,7 @@ fn probe_follows_the_real_supervisor_and_database() {
         healthcheck.stdout
     );
 
-    cluster.restart();
+    db.cluster.restart();
     let pass = probe_until(&[], &env, "probe to pass", Duration::from_secs(45), |run| {
         run.code == 0
     });
@@ -151,7 +101,7 @@ fn probe_follows_the_real_supervisor_and_database() {
         .lines()
         .any(|l| l.starts_with("postgres:responseTime") && l.contains(" ms")));
 
-    cluster.stop();
+    db.cluster.stop();
     let fail = probe_until(
         &[],
         &env,
@@ -165,7 +115,7 @@ fn probe_follows_the_real_supervisor_and_database() {
         fail.stdout,
         supervisor.log()
     );
-    assert!(!fail.stdout.contains(cluster.password()));
+    assert!(!fail.stdout.contains(db.cluster.password()));
     let ready = run_probe(&["--ready"], &env);
     assert_eq!(ready.code, 1);
     assert!(
@@ -186,7 +136,7 @@ fn probe_follows_the_real_supervisor_and_database() {
         healthcheck.stdout
     );
 
-    supervisor.stop();
+    supervisor.stop_with(Signal::SIGTERM, Duration::from_secs(10));
     let gone = run_probe(&[], &env);
     assert_eq!(gone.code, 1);
     assert_eq!(

@@ -352,8 +352,7 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
         config(ChildCheck::None, Details::Auto),
         "postgres://u:p@127.0.0.1:1/d?sslmode=disable",
     );
-    let mut stream = std::net::TcpStream::connect(health.addr).unwrap();
-    stream.set_read_timeout(Some(10 * SECOND)).unwrap();
+    let mut stream = testkit::http::connect(health.addr, 10 * SECOND).unwrap();
     stream
         .write_all(b"GET /livez HTTP/1.1\r\nHost: h\r\n")
         .unwrap();

@@ -246,14 +246,16 @@ pub fn require_unshare() {
 /// Output of a pipe, collected by a thread, that tests can wait on.
 #[derive(Clone)]
 pub struct Output {
-    /// The text so far, and whether the pipe reached end-of-file.
-    inner: Arc<(Mutex<(String, bool)>, Condvar)>,
+    inner: Arc<(Mutex<Captured>, Condvar)>,
 }
+
+/// The bytes so far, and whether the pipe reached end-of-file.
+type Captured = (Vec<u8>, bool);
 
 impl Output {
     fn new() -> Output {
         Output {
-            inner: Arc::new((Mutex::new((String::new(), false)), Condvar::new())),
+            inner: Arc::new((Mutex::new((Vec::new(), false)), Condvar::new())),
         }
     }
 
@@ -274,7 +276,7 @@ impl Output {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .0
-                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                            .extend_from_slice(&buf[..n]);
                         cv.notify_all();
                     }
                 }
@@ -282,13 +284,16 @@ impl Output {
         });
     }
 
+    /// The output so far (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
-        self.inner
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        let captured = self.inner.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&captured.0).into_owned()
+    }
+
+    /// Whether everything so far is valid UTF-8.
+    pub fn is_utf8(&self) -> bool {
+        let captured = self.inner.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::str::from_utf8(&captured.0).is_ok()
     }
 
     /// The complete lines so far.
@@ -303,7 +308,7 @@ impl Output {
         let deadline = Instant::now() + timeout;
         let (captured, cv) = &*self.inner;
         let mut guard = captured.lock().unwrap_or_else(|e| e.into_inner());
-        while !done(&guard.0) && !guard.1 {
+        while !done(&String::from_utf8_lossy(&guard.0)) && !guard.1 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -313,7 +318,7 @@ impl Output {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        guard.0.clone()
+        String::from_utf8_lossy(&guard.0).into_owned()
     }
 
     /// Everything written, once every writer closed the pipe (at most `timeout`: leftovers may hold it open).
