@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{self, User};
-use crate::db::Queries;
+use crate::db::{param, Queries};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::read_json;
 use crate::openapi::{error_responses, json_body};
@@ -189,8 +189,11 @@ async fn register(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>>
 
     let mut client = state.db().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&REGISTRATION_LOCK])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[param(&REGISTRATION_LOCK)],
+    )
+    .await?;
     if !allow_any && users_exist(&tx).await? {
         return Err(registration_closed());
     }
@@ -199,7 +202,7 @@ async fn register(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>>
             "INSERT INTO users (email, password_hash) VALUES ($1, $2)
              ON CONFLICT (email) DO NOTHING
              RETURNING id, email, created_at",
-            &[&email, &password_hash],
+            &[param(&email), param(&password_hash)],
         )
         .await?;
     let Some(row) = inserted else {
@@ -256,7 +259,7 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
         let stored = client
             .query_opt(
                 "SELECT id, email, created_at, password_hash FROM users WHERE email = $1",
-                &[&email],
+                &[param(&email)],
             )
             .await?;
         (attempt, stored)
@@ -283,7 +286,7 @@ async fn login(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
         .execute(
             "DELETE FROM sessions WHERE user_id = $1
              AND (expires_at <= now() OR absolute_expires_at <= now())",
-            &[&user.id],
+            &[param(&user.id)],
         )
         .await?;
     let created = auth::create_session(&client, &state.config, user.id, &verified_hash).await?;
@@ -316,7 +319,7 @@ async fn logout(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response<Body>> {
         .await?
         .execute(
             "DELETE FROM sessions WHERE token_hash = $1",
-            &[&session.token_hash.as_bytes()],
+            &[param(&session.token_hash.as_bytes())],
         )
         .await?;
     tracing::info!(user_id = %session.user.id, "logged out");
@@ -344,7 +347,10 @@ async fn change_password(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response
         let client = state.db().await?;
         let attempt = throttle::begin(&client, &user.email).await?;
         let row = client
-            .query_opt("SELECT password_hash FROM users WHERE id = $1", &[&user.id])
+            .query_opt(
+                "SELECT password_hash FROM users WHERE id = $1",
+                &[param(&user.id)],
+            )
             .await?;
         (attempt, row.map(|row| row.get::<_, String>(0)))
     };
@@ -369,11 +375,14 @@ async fn change_password(req: Request<Incoming>, ctx: Ctx) -> ApiResult<Response
     let tx = client.transaction().await?;
     tx.execute(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
-        &[&user.id, &new_hash],
+        &[param(&user.id), param(&new_hash)],
     )
     .await?;
     let ended = tx
-        .execute("DELETE FROM sessions WHERE user_id = $1", &[&user.id])
+        .execute(
+            "DELETE FROM sessions WHERE user_id = $1",
+            &[param(&user.id)],
+        )
         .await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, sessions_ended = ended, "password changed");

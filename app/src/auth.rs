@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::AppConfig;
-use crate::db::{DbError, Queries};
+use crate::db::{param, DbError, Queries};
 use crate::error::{ApiError, ApiResult};
 use crate::security;
 use crate::state::AppState;
@@ -104,9 +104,8 @@ pub fn authenticate_session<'a, B>(
     async move {
         let token_hash = token_hash?;
         let client = state.db().await?;
-        // Prepared once per connection: every authenticated request runs it.
-        let statement = client
-            .prepare_cached(
+        let row = client
+            .query_opt(
                 "WITH live AS (
                      SELECT user_id FROM sessions
                      WHERE token_hash = $1 AND expires_at > now() AND absolute_expires_at > now()
@@ -119,14 +118,9 @@ pub fn authenticate_session<'a, B>(
                        AND last_seen_at < now() - interval '1 minute'
                  )
                  SELECT u.id, u.email, u.created_at FROM live JOIN users u ON u.id = live.user_id",
-            )
-            .await?;
-        let row = client
-            .query_opt(
-                &statement,
                 &[
-                    &token_hash.as_bytes(),
-                    &state.config.session_idle.as_secs_f64(),
+                    param(&token_hash.as_bytes()),
+                    param(&state.config.session_idle.as_secs_f64()),
                 ],
             )
             .await?;
@@ -209,11 +203,11 @@ pub async fn create_session(
              FOR SHARE
              RETURNING expires_at",
             &[
-                &hash.as_bytes(),
-                &user_id,
-                &config.session_idle.as_secs_f64(),
-                &config.session_max_age.as_secs_f64(),
-                &verified_hash,
+                param(&hash.as_bytes()),
+                param(&user_id),
+                param(&config.session_idle.as_secs_f64()),
+                param(&config.session_max_age.as_secs_f64()),
+                param(&verified_hash),
             ],
         )
         .await?;

@@ -12,6 +12,12 @@
 //! may be frozen, and its reply may still be on the way. The server's `statement_timeout` (set to
 //! the same value on every new connection) is the second line: it ends the statement we gave up
 //! on, which a server blocked on a lock would otherwise keep running after the client has gone.
+//!
+//! Every statement is unnamed and carries its parameters' types ([`Param`], `query_typed`):
+//! parsed, bound and run in one round trip ending in one Sync, so nothing is left on a server
+//! connection between statements. That is what a transaction-mode pooler (PgBouncer's
+//! `pool_mode = transaction`) needs: it may hand each Sync outside a transaction to another
+//! server connection, where a named prepared statement would be missing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,12 +27,14 @@ use std::time::{Duration, Instant};
 
 use common::db::DbConfig;
 use deadpool_postgres::{
-    GenericClient, Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError,
-    RecyclingMethod, Runtime, Transaction,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Transaction,
 };
+use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement, ToStatement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
 
 use crate::config::AppConfig;
 
@@ -62,18 +70,25 @@ pub fn build_pool(db: &DbConfig, config: &AppConfig) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-/// Sets the session's `statement_timeout` on a new connection. A statement rather than a startup
-/// option: poolers such as PgBouncer refuse unknown startup parameters. Typed, so it takes one
-/// round trip instead of a prepare and an execute: every new connection pays for it, within the
+/// Sets the session's `statement_timeout` on a new connection, unless the server's default for
+/// the role or database already is that value (compared as intervals: the server shows 2000 ms
+/// as `2s`). A statement rather than a startup option: poolers such as PgBouncer refuse unknown
+/// startup parameters. One typed round trip: every new connection pays for it, within the
 /// request's budget.
+///
+/// Behind a transaction-mode pooler the setting lands on whichever server connection ran this
+/// statement, and stays there for the pooler's other clients of the same role; an operator who
+/// sets the role's default to `DB_TIMEOUT` (see the README) gives every server connection the
+/// timeout, and then this statement changes nothing.
 async fn set_statement_timeout(
     client: &tokio_postgres::Client,
     timeout: &str,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .query_typed(
-            "SELECT set_config('statement_timeout', $1, false)",
-            &[(&timeout, tokio_postgres::types::Type::TEXT)],
+            "SELECT set_config('statement_timeout', $1, false)
+             WHERE current_setting('statement_timeout')::interval <> $1::interval",
+            &[param(&timeout)],
         )
         .await
         .map(drop)
@@ -216,7 +231,7 @@ impl Db {
         let tx = self.transaction().await?;
         tx.execute(
             "SELECT set_config('statement_timeout', $1, true)",
-            &[&statement_timeout],
+            &[param(&statement_timeout)],
         )
         .await?;
         Ok(tx)
@@ -268,32 +283,96 @@ async fn bounded<T>(
     }
 }
 
+/// A statement parameter and the PostgreSQL type it is sent as (see [`param`]).
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// `value` as a statement parameter, typed by its Rust type ([`SqlType`]).
+pub fn param<T: ToSql + SqlType + Sync>(value: &T) -> Param<'_> {
+    (value, T::TYPE)
+}
+
+/// The PostgreSQL type a Rust value is sent as. The server takes it as the parameter's type
+/// instead of inferring one from the statement, so a value must fit where it is used (or be
+/// cast there, as in `$4::text[]`).
+pub trait SqlType {
+    const TYPE: Type;
+}
+
+/// The PostgreSQL array type of a `Vec` of values of this type.
+pub trait SqlElement {
+    const ARRAY: Type;
+}
+
+macro_rules! sql_types {
+    ($($rust:ty => $scalar:ident, $array:ident;)*) => {
+        $(
+            impl SqlType for $rust {
+                const TYPE: Type = Type::$scalar;
+            }
+            impl SqlElement for $rust {
+                const ARRAY: Type = Type::$array;
+            }
+        )*
+    };
+}
+
+sql_types! {
+    str => TEXT, TEXT_ARRAY;
+    String => TEXT, TEXT_ARRAY;
+    [u8] => BYTEA, BYTEA_ARRAY;
+    i64 => INT8, INT8_ARRAY;
+    f64 => FLOAT8, FLOAT8_ARRAY;
+    Uuid => UUID, UUID_ARRAY;
+    OffsetDateTime => TIMESTAMPTZ, TIMESTAMPTZ_ARRAY;
+    PrimitiveDateTime => TIMESTAMP, TIMESTAMP_ARRAY;
+}
+
+impl<T: SqlType + ?Sized> SqlType for &T {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: SqlElement + ?Sized> SqlElement for &T {
+    const ARRAY: Type = T::ARRAY;
+}
+
+/// `None` is sent as NULL of the value's type.
+impl<T: SqlType> SqlType for Option<T> {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: SqlElement> SqlElement for Option<T> {
+    const ARRAY: Type = T::ARRAY;
+}
+
+impl<T: SqlElement> SqlType for Vec<T> {
+    const TYPE: Type = T::ARRAY;
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The connection, budget and cut-off flag behind a [`Queries`] value (fields private: the
 /// only way to the connection is through the bounded calls).
-pub struct Parts<'a, C> {
-    client: &'a C,
+pub struct Parts<'a> {
+    client: &'a tokio_postgres::Client,
     budget: &'a Budget,
     cut_off: &'a AtomicBool,
 }
 
-/// A [`Queries`] method that runs the client's method of the same name under the budget.
+/// A [`Queries`] method that runs the client's typed method `$typed` under the budget: one
+/// unnamed statement, parsed, bound and run in a single round trip.
 macro_rules! bounded_statement {
-    ($name:ident -> $output:ty) => {
-        fn $name<'a, T>(
+    ($(#[$doc:meta])* $name:ident = $typed:ident -> $output:ty) => {
+        $(#[$doc])*
+        fn $name<'a>(
             &'a self,
-            statement: &'a T,
-            params: &'a [&'a (dyn ToSql + Sync)],
-        ) -> BoxFuture<'a, Result<$output, DbError>>
-        where
-            T: ?Sized + ToStatement + Sync + Send,
-        {
+            statement: &'a str,
+            params: &'a [Param<'a>],
+        ) -> BoxFuture<'a, Result<$output, DbError>> {
             let parts = self.parts();
             Box::pin(bounded(
                 parts.budget,
                 parts.cut_off,
-                parts.client.$name(statement, params),
+                parts.client.$typed(statement, params),
             ))
         }
     };
@@ -302,30 +381,25 @@ macro_rules! bounded_statement {
 /// Statements on a [`Db`] or a [`DbTransaction`], each bounded by the budget. (Boxed futures:
 /// one allocation per statement, and `Send` without higher-ranked inference trouble.)
 pub trait Queries: Sync {
-    type Client: GenericClient;
+    fn parts(&self) -> Parts<'_>;
 
-    fn parts(&self) -> Parts<'_, Self::Client>;
-
-    bounded_statement!(execute -> u64);
-    bounded_statement!(query -> Vec<Row>);
-    bounded_statement!(query_one -> Row);
-    bounded_statement!(query_opt -> Option<Row>);
-
-    /// Prepares `query` once per connection.
-    fn prepare_cached<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Statement, DbError>> {
-        let parts = self.parts();
-        Box::pin(bounded(
-            parts.budget,
-            parts.cut_off,
-            parts.client.prepare_cached(query),
-        ))
-    }
+    bounded_statement!(
+        /// The number of rows the statement wrote.
+        execute = execute_typed -> u64
+    );
+    bounded_statement!(query = query_typed -> Vec<Row>);
+    bounded_statement!(
+        /// Exactly one row, or an error.
+        query_one = query_typed_one -> Row
+    );
+    bounded_statement!(
+        /// At most one row, or an error.
+        query_opt = query_typed_opt -> Option<Row>
+    );
 }
 
 impl Queries for Db {
-    type Client = Object;
-
-    fn parts(&self) -> Parts<'_, Object> {
+    fn parts(&self) -> Parts<'_> {
         Parts {
             client: self
                 .client
@@ -337,12 +411,10 @@ impl Queries for Db {
     }
 }
 
-impl<'t> Queries for DbTransaction<'t> {
-    type Client = Transaction<'t>;
-
-    fn parts(&self) -> Parts<'_, Transaction<'t>> {
+impl Queries for DbTransaction<'_> {
+    fn parts(&self) -> Parts<'_> {
         Parts {
-            client: &self.tx,
+            client: self.tx.client(),
             budget: self.budget,
             cut_off: self.cut_off,
         }

@@ -12,7 +12,7 @@
 //! A refusal caused by recent failures says when the oldest of them leaves the window; one
 //! caused by attempts still in flight (several logins to one account at once) says 1 second.
 
-use crate::db::{DbError, Queries};
+use crate::db::{param, DbError, Queries};
 use crate::error::{ApiError, ApiResult};
 
 /// Failures allowed in the window.
@@ -37,7 +37,7 @@ pub async fn begin(client: &impl Queries, email: &str) -> ApiResult<Attempt> {
         .query_one(
             "INSERT INTO login_failures (email, failed_at)
              VALUES ($1, now() + make_interval(secs => $2)) RETURNING id",
-            &[&email, &PENDING_SECS],
+            &[param(&email), param(&PENDING_SECS)],
         )
         .await?
         .get(0);
@@ -54,7 +54,12 @@ pub async fn begin(client: &impl Queries, email: &str) -> ApiResult<Attempt> {
                      OFFSET $4::int8 - 1 LIMIT 1) AS retry_after
              FROM login_failures
              WHERE email = $1 AND id <> $2 AND failed_at > now() - make_interval(secs => $3)",
-            &[&email, &id, &WINDOW_SECS, &MAX_FAILURES],
+            &[
+                param(&email),
+                param(&id),
+                param(&WINDOW_SECS),
+                param(&MAX_FAILURES),
+            ],
         )
         .await?;
     let counted: i64 = row.get("counted");
@@ -65,7 +70,7 @@ pub async fn begin(client: &impl Queries, email: &str) -> ApiResult<Attempt> {
         });
     }
     client
-        .execute("DELETE FROM login_failures WHERE id = $1", &[&id])
+        .execute("DELETE FROM login_failures WHERE id = $1", &[param(&id)])
         .await?;
     let failures: i64 = row.get("failures");
     if failures >= MAX_FAILURES {
@@ -88,7 +93,7 @@ impl Attempt {
         client
             .execute(
                 "UPDATE login_failures SET failed_at = now() WHERE id = $1",
-                &[&self.id],
+                &[param(&self.id)],
             )
             .await?;
         Ok(())
@@ -100,7 +105,7 @@ impl Attempt {
         client
             .execute(
                 "DELETE FROM login_failures WHERE id = $2 OR (email = $1 AND failed_at <= now())",
-                &[&self.email, &self.id],
+                &[param(&self.email), param(&self.id)],
             )
             .await?;
         Ok(())
@@ -112,7 +117,7 @@ pub async fn prune(client: &impl Queries) -> Result<u64, DbError> {
     client
         .execute(
             "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(secs => $1)",
-            &[&WINDOW_SECS],
+            &[param(&WINDOW_SECS)],
         )
         .await
 }

@@ -1,12 +1,11 @@
 //! SQL for one user's time entries. Every statement is scoped by `user_id`, so
 //! another user's entry is simply not found.
 
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::list::{Cursor, ListParams};
 use super::model::{EntryChanges, NewEntry, TimeEntry};
-use crate::db::{DbError, Queries};
+use crate::db::{param, DbError, Param, Queries};
 
 /// The columns every query returns, in the order [`TimeEntry::from_row`] reads them.
 pub const COLUMNS: &str =
@@ -45,19 +44,18 @@ pub async fn create(
         "INSERT INTO time_entries (id, user_id, source, external_id, date, duration, project, description)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
     );
-    let statement = db.prepare_cached(&sql).await?;
     let row = db
         .query_one(
-            &statement,
+            &sql,
             &[
-                &entry.id,
-                &user_id,
-                &entry.source,
-                &entry.external_id,
-                &entry.date,
-                &entry.duration,
-                &entry.project,
-                &entry.description,
+                param(&entry.id),
+                param(&user_id),
+                param(&entry.source),
+                param(&entry.external_id),
+                param(&entry.date),
+                param(&entry.duration),
+                param(&entry.project),
+                param(&entry.description),
             ],
         )
         .await?;
@@ -66,8 +64,7 @@ pub async fn create(
 
 pub async fn get(db: &impl Queries, user_id: Uuid, id: Uuid) -> Result<Option<TimeEntry>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM time_entries WHERE id = $1 AND user_id = $2");
-    let statement = db.prepare_cached(&sql).await?;
-    match db.query_opt(&statement, &[&id, &user_id]).await? {
+    match db.query_opt(&sql, &[param(&id), param(&user_id)]).await? {
         Some(row) => Ok(Some(TimeEntry::from_row(&row)?)),
         None => Ok(None),
     }
@@ -94,19 +91,18 @@ pub async fn update(
          WHERE id = $1 AND user_id = $2
          RETURNING {COLUMNS}"
     );
-    let statement = db.prepare_cached(&sql).await?;
     let row = db
         .query_opt(
-            &statement,
+            &sql,
             &[
-                &id,
-                &user_id,
-                &changes.source,
-                &changes.external_id,
-                &changes.date,
-                &changes.duration,
-                &changes.project,
-                &changes.description,
+                param(&id),
+                param(&user_id),
+                param(&changes.source),
+                param(&changes.external_id),
+                param(&changes.date),
+                param(&changes.duration),
+                param(&changes.project),
+                param(&changes.description),
             ],
         )
         .await?;
@@ -118,15 +114,18 @@ pub async fn update(
 
 /// True when the entry existed (and is now gone).
 pub async fn delete(db: &impl Queries, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
-    let statement = db
-        .prepare_cached("DELETE FROM time_entries WHERE id = $1 AND user_id = $2")
+    let deleted = db
+        .execute(
+            "DELETE FROM time_entries WHERE id = $1 AND user_id = $2",
+            &[param(&id), param(&user_id)],
+        )
         .await?;
-    Ok(db.execute(&statement, &[&id, &user_id]).await? == 1)
+    Ok(deleted == 1)
 }
 
 /// The SELECT for one page. Only fixed fragments are joined, one per filter
-/// that is present, so each combination gets its own prepared statement and
-/// plan: the keyset condition `(date, id) > (...)` then bounds the scan of
+/// that is present, so each combination is planned for the filters it has:
+/// the keyset condition `(date, id) > (...)` then bounds the scan of
 /// `time_entries_user_date_id_idx` instead of being a filter after it.
 pub fn page_sql(params: &ListParams) -> String {
     let mut sql = format!("SELECT {COLUMNS} FROM time_entries WHERE user_id = $1");
@@ -164,26 +163,26 @@ pub async fn list(
     let sql = page_sql(params);
     // One row past the page tells whether another page follows.
     let fetch = params.limit + 1;
-    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&user_id];
+    // In the order of `page_sql`'s placeholders, each with its type.
+    let mut args: Vec<Param> = vec![param(&user_id)];
     if let Some(from) = &params.from {
-        args.push(from);
+        args.push(param(from));
     }
     if let Some(to) = &params.to {
-        args.push(to);
+        args.push(param(to));
     }
     if let Some(source) = &params.source {
-        args.push(source);
+        args.push(param(source));
     }
     if let Some(project) = &params.project {
-        args.push(project);
+        args.push(param(project));
     }
     if let Some(cursor) = &params.cursor {
-        args.push(&cursor.date);
-        args.push(&cursor.id);
+        args.push(param(&cursor.date));
+        args.push(param(&cursor.id));
     }
-    args.push(&fetch);
-    let statement = db.prepare_cached(&sql).await?;
-    let rows = db.query(&statement, &args).await?;
+    args.push(param(&fetch));
+    let rows = db.query(&sql, &args).await?;
     let mut entries = rows
         .iter()
         .map(TimeEntry::from_row)

@@ -5,7 +5,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
 use super::{ImportRecord, StartTime};
-use crate::db::{Db, DbError, Queries};
+use crate::db::{param, Db, DbError, Queries};
 
 /// Rows per statement: large enough to amortize round trips, small enough to
 /// keep each statement's arrays modest.
@@ -82,7 +82,6 @@ async fn import_once(
     records: &[ImportRecord],
 ) -> Result<ImportCounts, DbError> {
     let transaction = client.bulk_transaction().await?;
-    let statement = transaction.prepare_cached(UPSERT).await?;
     let mut counts = ImportCounts::default();
     for batch in records.chunks(BATCH_ROWS) {
         let mut external_ids = Vec::with_capacity(batch.len());
@@ -109,17 +108,17 @@ async fn import_once(
         }
         let row = transaction
             .query_one(
-                &statement,
+                UPSERT,
                 &[
-                    &user_id,
-                    &source,
-                    &tz,
-                    &external_ids,
-                    &utc_dates,
-                    &local_dates,
-                    &durations,
-                    &projects,
-                    &descriptions,
+                    param(&user_id),
+                    param(&source),
+                    param(&tz),
+                    param(&external_ids),
+                    param(&utc_dates),
+                    param(&local_dates),
+                    param(&durations),
+                    param(&projects),
+                    param(&descriptions),
                 ],
             )
             .await?;

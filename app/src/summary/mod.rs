@@ -8,10 +8,9 @@ pub use handlers::register_routes;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::db::{DbError, Queries};
+use crate::db::{param, DbError, Param, Queries};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
@@ -132,18 +131,18 @@ pub async fn summarize(
     tz: &str,
 ) -> Result<Vec<SummaryRow>, DbError> {
     let sql = summary_sql(params);
-    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&user_id];
+    // In the order of `summary_sql`'s placeholders, each with its type.
+    let mut args: Vec<Param> = vec![param(&user_id)];
     if params.group_by == GroupBy::Day {
-        args.push(&tz);
+        args.push(param(&tz));
     }
     if let Some(from) = &params.from {
-        args.push(from);
+        args.push(param(from));
     }
     if let Some(to) = &params.to {
-        args.push(to);
+        args.push(param(to));
     }
-    let statement = db.prepare_cached(&sql).await?;
-    let rows = db.query(&statement, &args).await?;
+    let rows = db.query(&sql, &args).await?;
     rows.iter()
         .map(|row| {
             Ok(SummaryRow {
