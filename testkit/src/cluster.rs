@@ -516,7 +516,7 @@ fn server_command(name: &str) -> Command {
 }
 
 /// A PostgreSQL binary: from `pg_config --bindir`, else the highest /usr/lib/postgresql/*/bin.
-fn pg_bin(name: &str) -> PathBuf {
+pub(crate) fn pg_bin(name: &str) -> PathBuf {
     static BINDIR: OnceLock<PathBuf> = OnceLock::new();
     BINDIR.get_or_init(find_bindir).join(name)
 }

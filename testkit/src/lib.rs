@@ -17,7 +17,7 @@ mod wait;
 pub use cluster::{Database, Freeze, PgCluster};
 pub use fs::TempDir;
 pub use http::{Endpoint, Request, Response};
-pub use pgbouncer::{PgBouncer, PoolMode};
+pub use pgbouncer::{PgBouncer, PoolConnections, PoolMode};
 pub use pki::TestPki;
 pub use proc::Proc;
 pub use process::{require_unshare, Finished, Launch, Output, Running};
