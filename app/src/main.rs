@@ -11,7 +11,8 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let settings = app::AppConfig::from_env().and_then(|config| {
-        let db = common::db::DbConfig::from_env()?;
+        // `app@HOSTNAME` in pg_stat_activity, unless the URL names itself.
+        let db = common::db::DbConfig::from_env()?.identify_as("app");
         Ok((config, db, app::drain::DrainNotice::from_env()?))
     });
     let (config, db, drain_notice) = match settings {

@@ -119,6 +119,15 @@ fn health_follows_the_database_and_livez_does_not() {
             &json!({"email": "ada@example.com", "password": "long enough"}),
         )
         .expect(201);
+    // The server's view names the app and its host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        db.psql(
+            "SELECT DISTINCT application_name FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ),
+        format!("app@{}", host.trim())
+    );
 
     // The database goes away: /health and database-backed routes answer 503, /livez stays 200.
     db.cluster.stop();

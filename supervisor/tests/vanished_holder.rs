@@ -83,6 +83,14 @@ fn a_holder_killed_mid_migration_frees_the_lock_for_the_next_replica() {
         Duration::from_secs(15),
         || lock_holder(&db),
     );
+    // The server's view names the replica.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = {holder}"
+        )),
+        format!("supervisor@{}", host.trim())
+    );
     let mut second = Launch::supervisor_migrate(&db.url()).spawn();
     second.wait_log(&format!("held by pid {holder}"), Duration::from_secs(15));
 
