@@ -191,11 +191,6 @@ impl Endpoint {
         }
     }
 
-    /// `127.0.0.1:port`
-    pub fn local(port: u16) -> Endpoint {
-        Endpoint::new(SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-
     pub fn with_timeout(self, timeout: Duration) -> Endpoint {
         Endpoint { timeout, ..self }
     }
@@ -243,6 +238,11 @@ impl Endpoint {
     /// GET `target`, or None when nothing answers (for polling).
     pub fn try_get(&self, target: &str) -> Option<Response> {
         self.send(Request::get(target)).ok()
+    }
+
+    /// The status of GET `target`, or None when nothing answers.
+    pub fn status(&self, target: &str) -> Option<u16> {
+        self.try_get(target).map(|r| r.status)
     }
 
     /// Polls GET `target` until `accept` holds, at most `within`; returns the response and how long it took.

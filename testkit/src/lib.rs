@@ -20,7 +20,7 @@ pub use http::{Endpoint, Request, Response};
 pub use pgbouncer::{PgBouncer, PoolConnections, PoolMode};
 pub use pki::TestPki;
 pub use proc::Proc;
-pub use process::{require_unshare, Finished, Launch, Output, Running};
+pub use process::{Finished, Launch, Output, Running};
 pub use wait::wait_for;
 
 use std::net::{Ipv4Addr, TcpListener};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -219,7 +219,7 @@ impl Launch {
 }
 
 /// Checks that `unshare --pid --fork --mount-proc` works here; the PID 1 tests need it.
-pub fn require_unshare() {
+fn require_unshare() {
     static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
     let checked = CHECKED.get_or_init(|| {
         let out = Command::new("unshare")
@@ -436,10 +436,6 @@ impl Running {
                 },
             )
         })
-    }
-
-    pub fn program(&self) -> &Path {
-        &self.program
     }
 
     /// The supervisor's health listener.
