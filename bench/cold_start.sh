@@ -12,7 +12,8 @@
 # load average (1 min) seen at each run's start.
 #
 #   bench/cold_start.sh    (needs psql, python3 and pgbouncer: apt-get install -y postgresql-client pgbouncer;
-#                           RUNS=5 COUNTS="1 3 8" VIA="direct transaction session" READY_WAIT=60)
+#                           RUNS=5 COUNTS="1 3 8" VIA="direct transaction session" READY_WAIT=60;
+#                           OUT_DIR=DIR keeps each replica's log and PgBouncer's there)
 #
 # Release builds; a throwaway PostgreSQL from testkit (app/examples/bench_db.rs); PgBouncer from /usr/sbin.
 set -euo pipefail
@@ -22,6 +23,7 @@ RUNS="${RUNS:-5}"
 COUNTS="${COUNTS:-1 3 8}"
 VIA="${VIA:-direct transaction session}"
 READY_WAIT="${READY_WAIT:-60}"
+OUT_DIR="${OUT_DIR:-}"
 
 usage() { echo "bench/cold_start.sh: $1 (see the header of this script)" >&2; exit 64; }
 [[ $RUNS =~ ^[1-9][0-9]?$ ]] || usage "RUNS must be 1-99"
@@ -305,10 +307,11 @@ for run in $(seq "$RUNS"); do
                 run_id=$((run_id + 1))
                 db="cold_start_$run_id"
                 sql postgres "CREATE DATABASE $db" >/dev/null
-                mkdir -p "$WORK/logs/$db"
+                logs="${OUT_DIR:-$WORK}/logs/run$run-$via-$n-$order"
+                mkdir -p "$logs"
                 load1="$(cut -d' ' -f1 /proc/loadavg)"
                 outcome="$(RUN_URL="$(url_of "$via" "$db")" COUNT="$n" ORDER="$order" SUPERVISOR="$SUPERVISOR" \
-                    LOG_DIR="$WORK/logs/$db" PIDS_FILE="$REPLICA_PIDS" READY_WAIT="$READY_WAIT" python3 "$WORK/run.py")"
+                    LOG_DIR="$logs" PIDS_FILE="$REPLICA_PIDS" READY_WAIT="$READY_WAIT" python3 "$WORK/run.py")"
                 history="$(sql "$db" "SELECT version || ':' || count(*) FROM refinery_schema_history
                                       GROUP BY version ORDER BY version" 2>/dev/null | paste -sd' ' || true)"
                 [ -n "$history" ] || history=none
@@ -332,6 +335,12 @@ for run in $(seq "$RUNS"); do
 done
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$OUT_DIR" ]; then
+    for via in $VIA; do
+        [ "$via" = direct ] || cp "$WORK/pgbouncer-$via/pgbouncer.log" "$OUT_DIR/pgbouncer-$via.log"
+    done
+    echo "replica and PgBouncer logs: $OUT_DIR"
+fi
 
 # ---- the figures -------------------------------------------------------------------------------------------------
 echo
