@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Time entries with 100k entries for one user, each figure beside the tool users would use instead:
 #   - GET /api/entries, the first page and a deep page (cursor at entry 90,000) of 100, under wrk,
-#     beside pgbench running the same SELECT as a prepared statement (goal: the app >= 0.5 of pgbench);
+#     beside pgbench running the same SELECT as a prepared statement (goal: the app >= 0.5 of pgbench),
+#     and the session check with the first page's SELECT both prepared and unnamed (as the app sends them);
 #   - a 10k-entry Toggl import through the API (first run, then the identical re-import), beside psql
 #     \copy + INSERT of the same rows (goal < 1 s);
 #   - a one-year summary by day in Europe/Berlin, under wrk, beside pgbench running the same aggregate
@@ -68,9 +69,11 @@ run_wrk() {
     wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$BASE$1" >"$WORK/wrk.out"
     wrk_figures "$WORK/wrk.out"
 }
-# "tps average_latency_ms" from pgbench.
+# run_pgbench FILE [MODE]: "tps average_latency_ms" from pgbench; MODE is prepared (the default: parsed and
+# planned once per connection) or extended (unnamed statements, parsed and planned every time, as the app
+# sends its statements so that transaction pooling can carry them).
 run_pgbench() {
-    pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "${DURATION%s}" -f "$1" "$DATABASE_URL" >"$WORK/pgbench.out" 2>&1
+    pgbench -n -M "${2:-prepared}" -c "$CONNECTIONS" -j 2 -T "${DURATION%s}" -f "$1" "$DATABASE_URL" >"$WORK/pgbench.out" 2>&1
     awk '/^tps/ { tps = $3 } /latency average/ { lat = $4 } END { printf "%s %s\n", tps, lat }' "$WORK/pgbench.out"
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
@@ -94,6 +97,9 @@ for page in first deep; do
         read -r tps lat <<<"$(run_pgbench "$WORK/request.sql")"
         row "  session check + SELECT (pgbench, both)" "$tps" "${lat}ms" "" ""
         row "  app / pgbench (both)" "$(ratio "$rps" "$tps")" "" "" ""
+        read -r tps lat <<<"$(run_pgbench "$WORK/request.sql" extended)"
+        row "  both, unnamed (pgbench -M extended)" "$tps" "${lat}ms" "" ""
+        row "  app / pgbench (both, unnamed)" "$(ratio "$rps" "$tps")" "" "" ""
     fi
 done
 
