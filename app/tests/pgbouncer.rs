@@ -45,17 +45,24 @@ struct Behind {
     app: Running,
 }
 
+/// False, saying so, when the machine has no pgbouncer.
+fn pgbouncer_installed() -> bool {
+    let installed = PgBouncer::binary().is_some();
+    if !installed {
+        eprintln!("skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)");
+    }
+    installed
+}
+
 impl Behind {
-    /// None, saying so, when the machine has no pgbouncer. In session mode every app connection
-    /// holds a server connection for its lifetime, so PgBouncer's pool has room for all of them.
+    /// On a fresh database; None when the machine has no pgbouncer.
     fn start(mode: PoolMode, env: &[(&str, &str)]) -> Option<Behind> {
-        if PgBouncer::binary().is_none() {
-            eprintln!(
-                "skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)"
-            );
-            return None;
-        }
-        let db = migrated_db();
+        pgbouncer_installed().then(|| Behind::on(migrated_db(), mode, env))
+    }
+
+    /// In session mode every app connection holds a server connection for its lifetime, so
+    /// PgBouncer's pool has room for all of them.
+    fn on(db: Database, mode: PoolMode, env: &[(&str, &str)]) -> Behind {
         let bouncer = match mode {
             PoolMode::Session => PgBouncer::start(&db.cluster, mode),
             PoolMode::Transaction => {
@@ -63,7 +70,7 @@ impl Behind {
             }
         };
         let app = start_app(&bouncer.url(&db.name), env);
-        Some(Behind { db, bouncer, app })
+        Behind { db, bouncer, app }
     }
 
     /// Registers `email` and logs in; the `Authorization` value.
@@ -412,13 +419,13 @@ fn the_servers_statement_timeout_applies_through_session_pooling() {
 /// timeout (as the README says): every server connection then has it.
 #[test]
 fn the_servers_statement_timeout_applies_through_transaction_pooling_with_the_roles_default() {
-    let Some(behind) = Behind::start(PoolMode::Transaction, &[("DB_TIMEOUT", "1500ms")]) else {
+    if !pgbouncer_installed() {
         return;
-    };
-    // Before the first server connection (the app connects on demand), which would keep the old
-    // default.
-    assert_eq!(behind.bouncer.pool_connections(&behind.db.name).servers, 0);
-    set_role_statement_timeout(&behind.db, "1500ms");
+    }
+    let db = migrated_db();
+    // Before PgBouncer opens a server connection, which would keep the old default.
+    set_role_statement_timeout(&db, "1500ms");
+    let behind = Behind::on(db, PoolMode::Transaction, &[("DB_TIMEOUT", "1500ms")]);
     the_blocked_statement_ends_on_both_sides(&behind);
 }
 
@@ -436,8 +443,7 @@ fn set_role_statement_timeout(db: &Database, timeout: &str) {
 /// `DB_TIMEOUT`, the app sets nothing there.
 #[test]
 fn the_apps_statement_timeout_stays_off_shared_server_connections_once_the_role_has_it() {
-    if PgBouncer::binary().is_none() {
-        eprintln!("skipped: pgbouncer is not installed (scripts/test installs Debian's pgbouncer)");
+    if !pgbouncer_installed() {
         return;
     }
     let db = migrated_db();
