@@ -1,7 +1,8 @@
 //! The child checker: is the child's process there and not stopped, and does it answer CHILD_CHECK?
 //!
-//! One background task checks every [`CHECK_EVERY`] with a [`CHECK_DEADLINE`], so a child that stops
-//! answering is reported `not responding` within a second; requests only read the latest [`ChildReading`].
+//! One background task checks every [`CHECK_EVERY`] (every [`FIRST_ANSWER_EVERY`] while a new child has not
+//! answered yet) with a [`CHECK_DEADLINE`], so a child that stops answering is reported `not responding` within a
+//! second; requests only read the latest [`ChildReading`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,15 +14,18 @@ use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, MissedTickBehavior};
+use tokio::time::timeout;
 
 use common::health::{CheckName, Reason};
 
-use super::checks::ChildReading;
+use super::checks::{ChildReading, START_GRACE};
 use super::config::ChildCheck;
 use super::shared::Shared;
 
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// While a new child, within its start grace, has not answered yet: readiness then follows the child's start
+/// closely rather than at the next tick.
+pub const FIRST_ANSWER_EVERY: Duration = Duration::from_millis(20);
 pub const CHECK_DEADLINE: Duration = Duration::from_millis(500);
 /// A failed probe: the word for the answers and the full story for the log.
 struct Failure {
@@ -40,13 +44,23 @@ impl Failure {
 
 pub async fn watch(check: ChildCheck, shared: Arc<Shared>) {
     let mut system = System::new();
-    let mut ticker = tokio::time::interval(CHECK_EVERY);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last: Option<(i32, Result<(), Reason>)> = None;
     let mut answered: Option<i32> = None;
+    let mut next = tokio::time::Instant::now();
     loop {
-        ticker.tick().await;
-        let Some(child) = shared.state.child() else {
+        tokio::time::sleep_until(next).await;
+        let child = shared.state.child();
+        // Measured from the start of a check, as a ticker would, but never catching up on missed ones.
+        next = tokio::time::Instant::now()
+            + match child {
+                Some(child)
+                    if answered == Some(child.pid) || child.started.elapsed() >= START_GRACE =>
+                {
+                    CHECK_EVERY
+                }
+                _ => FIRST_ANSWER_EVERY,
+            };
+        let Some(child) = child else {
             continue;
         };
         let began = Instant::now();
