@@ -18,9 +18,11 @@ fn start_app(pid1: bool) -> (Running, Database) {
         .env("DRAIN_DELAY", &format!("{}s", DRAIN_DELAY.as_secs()))
         .as_pid1(pid1)
         .spawn();
-    running
-        .health()
-        .wait_status("/readyz", 200, Duration::from_secs(30));
+    // Through the process, so that a supervisor that never gets ready is shown with its log.
+    let health = running.health();
+    running.wait_for("/readyz to answer 200", Duration::from_secs(30), || {
+        (health.status("/readyz") == Some(200)).then_some(())
+    });
     (running, db)
 }
 
