@@ -25,13 +25,35 @@ pub use wait::wait_for;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it; another process may still take it).
+/// A TCP port that was free on every address a moment ago, never handed out twice by this process.
+///
+/// It lies below the kernel's ephemeral range (`ip_local_port_range`): a port the OS picked for `bind(0)` is one
+/// that any outgoing connection on the machine (to PostgreSQL, between the programs under test) may take before
+/// the program it is meant for binds it, which then fails with "address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("binding 127.0.0.1:0 to find a free port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        ephemeral_low.saturating_sub(16_000).max(1024),
+        ephemeral_low,
+    );
+    let span = high - low;
+    // Processes that run at the same time start at different places.
+    let start = std::process::id() * 7919 % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let free = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free TCP port between {low} and {high}")
 }
 
 /// Path of a workspace binary in the same profile directory as the running test executable
