@@ -91,6 +91,8 @@ fn each_malformed_setting_exits_78_naming_it() {
         ("RESTART", "always"),
         ("RESTART", "on-failure:x"),
         ("DB_WAIT", "x"),
+        ("MIGRATION_LOCK_WAIT", "forever"),
+        ("MIGRATION_LOCK_WAIT", "10"),
         ("PORT", "0"),
         ("PORT", "70000"),
         ("HEALTH_ADDR", "bad"),
@@ -157,6 +159,15 @@ fn migrate_checks_its_settings_too() {
     done.assert_code(78);
     assert!(done.stderr.contains("DB_WAIT"), "{}", done.stderr);
     done.assert_no_secret(PASSWORD);
+    let done = Launch::supervisor_migrate(&refused_url(PASSWORD))
+        .env("MIGRATION_LOCK_WAIT", "-1m")
+        .run(QUICK);
+    done.assert_code(78);
+    assert!(
+        done.last_line().contains("MIGRATION_LOCK_WAIT"),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]
