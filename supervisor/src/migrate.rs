@@ -53,9 +53,16 @@ const TRANSACTION_SETTINGS: &str = "SELECT set_config(name, setting, true) \
                   ('idle_in_transaction_session_timeout', '30s')) AS wanted(name, setting) \
      WHERE name IN (SELECT name FROM pg_settings)";
 
+/// `after` from now; a wait too long for the clock (`DB_WAIT=1000000000h`) is a wait of a century.
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Connects to PostgreSQL, retrying with backoff (100 ms doubling to 2 s) until `wait` has passed.
 pub async fn wait_for_database(db: &DbConfig, wait: Duration) -> Result<Client, Exit> {
-    let give_up = Instant::now() + wait;
+    let give_up = deadline_after(wait);
     let mut delay = Duration::from_millis(100);
     let mut last_cause: Option<Reason> = None;
     loop {
@@ -102,7 +109,7 @@ pub async fn migrate(
     state: &State,
 ) -> Result<i64, Exit> {
     let started = Instant::now();
-    let give_up = started + lock_wait;
+    let give_up = deadline_after(lock_wait);
     let mut next_log = started;
     loop {
         let transaction = client

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use common::migrations::{migrate_at_once, PsqlSession};
+use common::migrations::{assert_migrated_once, migrate_at_once, PsqlSession};
 use common::{migration_count, refused_url, touch_started, traps, Scratch};
 use testkit::{Database, Launch, PgCluster, Running};
 
@@ -372,4 +372,15 @@ fn waiting_for_the_migration_lock_names_the_holder_and_ends_after_migration_lock
     assert!(logged >= 2, "logged {logged} times:\n{}", done.stderr);
     done.assert_no_secret(db.cluster.password());
     drop(lock);
+}
+
+#[test]
+fn waits_too_long_for_the_clock_are_waits_without_end() {
+    let db = Database::shared();
+    let done = Launch::supervisor_migrate(&db.url())
+        .env("DB_WAIT", "18446744073709551615s")
+        .env("MIGRATION_LOCK_WAIT", "18446744073709551615s")
+        .run(Duration::from_secs(30));
+    done.assert_code(0);
+    assert_migrated_once(&db);
 }
